@@ -1,0 +1,310 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults for the zero Proxy. They are the contract's defaults, documented in
+// configs/ccproxy.yaml.
+const (
+	DefaultDialTimeout  = 10 * time.Second
+	DefaultIdleTimeout  = 30 * time.Minute
+	DefaultDrainTimeout = 30 * time.Second
+	DefaultMaxConns     = 10000
+)
+
+// Route is one listen address relayed to one upstream.
+type Route struct {
+	Listen   string // e.g. ":1313"
+	Upstream string // host:port, resolved on every dial
+	// Inspect enables the Observer for this route. Plain routes (the
+	// Coordinator's HTTP API on 1314, transit on 8200) are still relayed and
+	// traced, but their bytes are not parsed as TLS.
+	Inspect bool
+}
+
+func (r Route) String() string { return r.Listen + "=" + r.Upstream }
+
+// ConnInfo describes one accepted connection to its Observer.
+type ConnInfo struct {
+	Route    Route
+	Client   net.Addr
+	Local    net.Addr
+	Accepted time.Time
+}
+
+// Proxy relays every accepted connection on each Route to its upstream. The
+// zero value is usable once Routes is set.
+type Proxy struct {
+	Routes []Route
+
+	DialTimeout  time.Duration // per upstream dial; 0 means DefaultDialTimeout
+	IdleTimeout  time.Duration // both directions silent this long ends a connection; 0 means DefaultIdleTimeout, <0 disables
+	DrainTimeout time.Duration // after ctx ends, in-flight connections get this long; 0 means DefaultDrainTimeout
+	MaxConns     int           // concurrent connections over all routes; 0 means DefaultMaxConns
+
+	Logger *slog.Logger
+
+	// NewObserver, if set, is called for every accepted connection (before
+	// the upstream is dialed). The returned Observer sees the connection's
+	// bytes and events; it may be nil.
+	NewObserver func(ctx context.Context, c ConnInfo) Observer
+
+	// OnRefused, if set, is called for each connection closed at once because
+	// MaxConns was reached.
+	OnRefused func(r Route)
+
+	// Ready, if set, is called once every listener is bound, with the bound
+	// addresses in Route order (useful with ":0").
+	Ready func(addrs []net.Addr)
+
+	dialer *net.Dialer // for tests; nil means a plain net.Dialer
+}
+
+func (p *Proxy) dialTimeout() time.Duration {
+	if p.DialTimeout > 0 {
+		return p.DialTimeout
+	}
+	return DefaultDialTimeout
+}
+
+func (p *Proxy) idleTimeout() time.Duration {
+	switch {
+	case p.IdleTimeout < 0:
+		return 0
+	case p.IdleTimeout == 0:
+		return DefaultIdleTimeout
+	}
+	return p.IdleTimeout
+}
+
+func (p *Proxy) drainTimeout() time.Duration {
+	if p.DrainTimeout > 0 {
+		return p.DrainTimeout
+	}
+	return DefaultDrainTimeout
+}
+
+func (p *Proxy) maxConns() int {
+	if p.MaxConns > 0 {
+		return p.MaxConns
+	}
+	return DefaultMaxConns
+}
+
+func (p *Proxy) logger() *slog.Logger {
+	if p.Logger != nil {
+		return p.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// Listen binds every route's listener. Run calls it; it is exported so a
+// caller can bind first (and fail with exit 2 on a bad address) and serve later.
+func (p *Proxy) Listen(ctx context.Context) ([]net.Listener, error) {
+	if len(p.Routes) == 0 {
+		return nil, errors.New("no routes to relay")
+	}
+	var lc net.ListenConfig
+	lns := make([]net.Listener, 0, len(p.Routes))
+	for _, r := range p.Routes {
+		ln, err := lc.Listen(ctx, "tcp", r.Listen)
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return nil, fmt.Errorf("listen %s for upstream %s: %w", r.Listen, r.Upstream, err)
+		}
+		lns = append(lns, ln)
+	}
+	return lns, nil
+}
+
+// Run binds the listeners and relays until ctx ends. Then it stops accepting,
+// lets in-flight connections finish for up to DrainTimeout, closes whatever
+// is left and returns once every connection's goroutines have ended.
+func (p *Proxy) Run(ctx context.Context) error {
+	lns, err := p.Listen(ctx)
+	if err != nil {
+		return err
+	}
+	return p.Serve(ctx, lns)
+}
+
+// Serve relays connections accepted on lns (one per Route, in order) until
+// ctx ends, then drains as Run does. It closes the listeners.
+func (p *Proxy) Serve(ctx context.Context, lns []net.Listener) error {
+	if len(lns) != len(p.Routes) {
+		return fmt.Errorf("serve: %d listeners for %d routes", len(lns), len(p.Routes))
+	}
+	s := &server{
+		p:     p,
+		log:   p.logger(),
+		sem:   make(chan struct{}, p.maxConns()),
+		conns: make(map[*relay]struct{}),
+	}
+	// hardCtx ends when the drain period is over: it aborts dials and tells
+	// every remaining relay to close.
+	hardCtx, hardCancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer hardCancel()
+
+	addrs := make([]net.Addr, len(lns))
+	var acceptWG sync.WaitGroup
+	for i, ln := range lns {
+		addrs[i] = ln.Addr()
+		acceptWG.Add(1)
+		go func(r Route, ln net.Listener) {
+			defer acceptWG.Done()
+			s.acceptLoop(hardCtx, r, ln)
+		}(p.Routes[i], ln)
+		s.log.Info("relaying", "listen", ln.Addr().String(), "upstream", p.Routes[i].Upstream, "inspect", p.Routes[i].Inspect)
+	}
+	if p.Ready != nil {
+		p.Ready(addrs)
+	}
+
+	<-ctx.Done()
+	for _, ln := range lns {
+		ln.Close()
+	}
+	acceptWG.Wait()
+	active := s.activeCount()
+	s.log.Info("draining", "active_connections", active, "drain_timeout", p.drainTimeout().String())
+
+	drained := make(chan struct{})
+	go func() { s.wg.Wait(); close(drained) }()
+	timer := time.NewTimer(p.drainTimeout())
+	defer timer.Stop()
+	select {
+	case <-drained:
+		s.log.Info("drained", "connections", active)
+		return nil
+	case <-timer.C:
+	}
+	left := s.activeCount()
+	s.log.Warn("drain timeout reached, closing connections", "active_connections", left)
+	hardCancel()
+	s.closeAll()
+	<-drained
+	return nil
+}
+
+type server struct {
+	p   *Proxy
+	log *slog.Logger
+	sem chan struct{}
+	wg  sync.WaitGroup
+
+	mu    sync.Mutex
+	conns map[*relay]struct{}
+}
+
+func (s *server) activeCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+func (s *server) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for r := range s.conns {
+		r.abort()
+	}
+}
+
+func (s *server) acceptLoop(ctx context.Context, r Route, ln net.Listener) {
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Temporary errors (EMFILE and friends): back off as net/http does
+			// instead of spinning.
+			if delay == 0 {
+				delay = 5 * time.Millisecond
+			} else if delay *= 2; delay > time.Second {
+				delay = time.Second
+			}
+			s.log.Warn("accept failed", "listen", r.Listen, "err", err, "retry_in", delay.String())
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		select {
+		case s.sem <- struct{}{}:
+		default:
+			s.log.Warn("max connections reached, closing new connection", "listen", r.Listen, "client", c.RemoteAddr().String(), "max_connections", cap(s.sem))
+			if s.p.OnRefused != nil {
+				s.p.OnRefused(r)
+			}
+			resetConn(c)
+			continue
+		}
+		// Add before the goroutine starts so Serve's Wait cannot miss it.
+		s.wg.Add(1)
+		go s.handle(ctx, r, c)
+	}
+}
+
+func (s *server) handle(ctx context.Context, r Route, client net.Conn) {
+	defer s.wg.Done()
+	defer func() { <-s.sem }()
+
+	info := ConnInfo{Route: r, Client: client.RemoteAddr(), Local: client.LocalAddr(), Accepted: time.Now()}
+	var obs Observer
+	if s.p.NewObserver != nil {
+		obs = s.p.NewObserver(ctx, info)
+	}
+	if obs == nil {
+		obs = nopObserver{}
+	}
+	rl := &relay{
+		client: client,
+		obs:    obs,
+		idle:   s.p.idleTimeout(),
+	}
+	rl.inspect[0].Store(r.Inspect)
+	rl.inspect[1].Store(r.Inspect)
+	s.mu.Lock()
+	s.conns[rl] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, rl)
+		s.mu.Unlock()
+	}()
+
+	rl.run(ctx, s.dial(r), s.log)
+}
+
+// dial returns the function that dials r's upstream. Name resolution happens
+// on every dial so a Service or load balancer that moves is followed.
+func (s *server) dial(r Route) func(ctx context.Context) (net.Conn, error) {
+	d := s.p.dialer
+	if d == nil {
+		d = &net.Dialer{}
+	}
+	timeout := s.p.dialTimeout()
+	return func(ctx context.Context) (net.Conn, error) {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		return d.DialContext(ctx, "tcp", r.Upstream)
+	}
+}
+
+// activity tracks, per direction, whether it carried bytes recently, for the
+// idle timeout (see relay.idleExpired).
+type activity struct {
+	lastData atomic.Int64 // unix nanos of the last read that returned bytes
+	idle     atomic.Bool  // the last wait in this direction timed out with no bytes
+}

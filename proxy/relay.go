@@ -1,0 +1,347 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Direction names one half of a relayed connection.
+type Direction uint8
+
+const (
+	ClientToUpstream Direction = iota
+	UpstreamToClient
+)
+
+func (d Direction) String() string {
+	if d == ClientToUpstream {
+		return "client_to_upstream"
+	}
+	return "upstream_to_client"
+}
+
+// Stats is what the relay counted for one connection.
+type Stats struct {
+	ClientToUpstream int64
+	UpstreamToClient int64
+	Closed           time.Time
+}
+
+// Observer watches one relayed connection. The relay calls Data and Ended for
+// a direction from that direction's copy goroutine, so the two directions call
+// concurrently: implementations synchronize themselves. No method may block
+// for long: forwarding of the next chunk waits for Data to return.
+type Observer interface {
+	// Dialed reports the upstream dial's outcome and how long it took. On
+	// error the client connection is closed and only Closed follows.
+	Dialed(upstream net.Conn, err error, took time.Duration)
+	// Data is called with bytes just written to the other side. It must not
+	// retain p.
+	Data(dir Direction, p []byte, at time.Time)
+	// Inspecting reports whether the observer still wants Data for dir. Once
+	// it returns false the relay hands that direction to the kernel (splice)
+	// and never asks again.
+	Inspecting(dir Direction) bool
+	// Ended reports that dir's source stopped: io.EOF for an orderly FIN,
+	// otherwise the read or write error (reset, idle timeout, forced close).
+	Ended(dir Direction, err error, at time.Time)
+	// Closed is called once, after both connections are closed.
+	Closed(s Stats)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Dialed(net.Conn, error, time.Duration) {}
+func (nopObserver) Data(Direction, []byte, time.Time)     {}
+func (nopObserver) Inspecting(Direction) bool             { return false }
+func (nopObserver) Ended(Direction, error, time.Time)     {}
+func (nopObserver) Closed(Stats)                          {}
+
+// ErrIdle is the error a direction ends with when the connection was idle
+// for longer than the idle timeout.
+var ErrIdle = errors.New("idle timeout")
+
+// ErrAborted is the error a direction ends with when the relay was closed
+// from outside (drain timeout at shutdown).
+var ErrAborted = errors.New("closed by ccproxy shutdown")
+
+type relay struct {
+	client   net.Conn
+	upstream net.Conn
+	obs      Observer
+	idle     time.Duration
+
+	inspect [2]atomic.Bool
+	act     [2]activity
+	bytes   [2]atomic.Int64
+
+	abortOnce sync.Once
+	aborted   atomic.Bool
+	upMu      sync.Mutex // guards upstream while the dial is in progress
+}
+
+// abort closes both sides at once (drain timeout reached).
+func (r *relay) abort() {
+	r.abortOnce.Do(func() {
+		r.aborted.Store(true)
+		r.client.Close()
+		r.upMu.Lock()
+		if r.upstream != nil {
+			r.upstream.Close()
+		}
+		r.upMu.Unlock()
+	})
+}
+
+func (r *relay) run(ctx context.Context, dial func(context.Context) (net.Conn, error), log *slog.Logger) {
+	start := time.Now()
+	up, err := dial(ctx)
+	took := time.Since(start)
+	r.obs.Dialed(up, err, took)
+	if err != nil {
+		log.Debug("upstream dial failed", "client", r.client.RemoteAddr().String(), "err", err)
+		// Without ccproxy the client's own connect would have failed; the
+		// closest TCP allows is a reset, so the client sees "connection reset"
+		// at once rather than a clean EOF that looks like a protocol problem.
+		resetConn(r.client)
+		r.obs.Closed(Stats{Closed: time.Now()})
+		return
+	}
+	r.upMu.Lock()
+	r.upstream = up
+	r.upMu.Unlock()
+	if r.aborted.Load() {
+		up.Close()
+	}
+
+	now := time.Now().UnixNano()
+	r.act[0].lastData.Store(now)
+	r.act[1].lastData.Store(now)
+
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); r.copyClientToUpstream() }()
+	go func() { defer wg.Done(); r.copyUpstreamToClient() }()
+	wg.Wait()
+	r.client.Close()
+	up.Close()
+	r.obs.Closed(Stats{
+		ClientToUpstream: r.bytes[ClientToUpstream].Load(),
+		UpstreamToClient: r.bytes[UpstreamToClient].Load(),
+		Closed:           time.Now(),
+	})
+}
+
+// Named per direction so goroutine dumps say what each goroutine is.
+func (r *relay) copyClientToUpstream() {
+	r.pipe(ClientToUpstream, r.client, r.upstream)
+}
+
+func (r *relay) copyUpstreamToClient() {
+	r.pipe(UpstreamToClient, r.upstream, r.client)
+}
+
+// pipe copies src to dst in direction dir until src ends, then forwards the
+// end: CloseWrite for a FIN, a reset for anything else.
+func (r *relay) pipe(dir Direction, src, dst net.Conn) {
+	err := r.inspectCopy(dir, src, dst)
+	if err == nil {
+		err = r.spliceCopy(dir, src, dst)
+	}
+	at := time.Now()
+	if r.aborted.Load() {
+		err = ErrAborted
+	}
+	r.act[dir].idle.Store(true) // an ended direction never holds the connection open
+	r.obs.Ended(dir, err, at)
+	switch {
+	case errors.Is(err, io.EOF):
+		// An orderly FIN: pass it on and let the other direction run on.
+		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+		} else {
+			dst.Close()
+		}
+	case errors.Is(err, errWrite):
+		// dst is gone (reset or closed): reset src so its peer learns at once.
+		resetConn(src)
+		dst.Close()
+	default:
+		// A reset, an idle timeout or a forced close on src: reset dst too.
+		resetConn(dst)
+		src.Close()
+	}
+}
+
+// errWrite marks a failure to write to the destination.
+var errWrite = errors.New("write to peer failed")
+
+type writeError struct{ err error }
+
+func (e *writeError) Error() string   { return "write to peer: " + e.err.Error() }
+func (e *writeError) Unwrap() []error { return []error{errWrite, e.err} }
+func wrapWrite(err error) error       { return &writeError{err: err} }
+func (r *relay) markData(dir Direction) {
+	r.act[dir].lastData.Store(time.Now().UnixNano())
+	r.act[dir].idle.Store(false)
+}
+func (r *relay) count(dir Direction, n int) { r.bytes[dir].Add(int64(n)) }
+
+// Buffer sizes for the inspection phase. An idle connection waiting for its
+// ClientHello holds only the small buffer; a direction that fills it moves up
+// to the large one. After inspection the kernel copies, with no user buffer.
+const (
+	smallBuf = 2 << 10
+	largeBuf = 32 << 10
+)
+
+// inspectCopy forwards src to dst through a user-space buffer while the
+// observer inspects dir. It returns nil when inspection ended and the
+// direction should continue with splice, or the error that ended it (io.EOF
+// for a FIN).
+func (r *relay) inspectCopy(dir Direction, src, dst net.Conn) error {
+	if !r.inspect[dir].Load() {
+		return nil
+	}
+	buf := make([]byte, smallBuf)
+	for {
+		if !r.obs.Inspecting(dir) {
+			r.inspect[dir].Store(false)
+			return nil
+		}
+		r.armDeadline(src)
+		n, err := src.Read(buf)
+		if n > 0 {
+			at := time.Now()
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return wrapWrite(werr)
+			}
+			r.count(dir, n)
+			r.markData(dir)
+			r.obs.Data(dir, buf[:n], at)
+			if n == len(buf) && len(buf) < largeBuf {
+				buf = make([]byte, largeBuf)
+			}
+		}
+		if err != nil {
+			if isTimeout(err) && n == 0 {
+				if r.idleExpired(dir) {
+					return ErrIdle
+				}
+				continue
+			}
+			if isTimeout(err) {
+				continue
+			}
+			return err
+		}
+	}
+}
+
+// spliceChunk bounds one splice call so a long one-way stream still reports
+// activity to the idle timer of the other, silent direction.
+const spliceChunk = 4 << 20
+
+// spliceCopy forwards src to dst with io.Copy semantics on the underlying
+// TCP connections, which Go turns into splice(2) on Linux.
+func (r *relay) spliceCopy(dir Direction, src, dst net.Conn) error {
+	rf, ok := dst.(io.ReaderFrom)
+	if !ok {
+		return r.bufferedCopy(dir, src, dst)
+	}
+	lr := &io.LimitedReader{R: src}
+	for {
+		r.armDeadline(src)
+		lr.N = spliceChunk
+		n, err := rf.ReadFrom(lr)
+		if n > 0 {
+			r.count(dir, int(n))
+			r.markData(dir)
+		}
+		switch {
+		case err == nil && lr.N > 0:
+			return io.EOF // ReadFrom returns nil at EOF
+		case err == nil:
+			continue // chunk done
+		case isTimeout(err):
+			if n == 0 && r.idleExpired(dir) {
+				return ErrIdle
+			}
+			continue
+		case isReadErr(err, src):
+			return err
+		default:
+			return wrapWrite(err)
+		}
+	}
+}
+
+// bufferedCopy is spliceCopy for connections that are not TCP (tests,
+// tunnels).
+func (r *relay) bufferedCopy(dir Direction, src, dst net.Conn) error {
+	buf := make([]byte, largeBuf)
+	for {
+		r.armDeadline(src)
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return wrapWrite(werr)
+			}
+			r.count(dir, n)
+			r.markData(dir)
+		}
+		if err != nil {
+			if isTimeout(err) {
+				if n == 0 && r.idleExpired(dir) {
+					return ErrIdle
+				}
+				continue
+			}
+			return err
+		}
+	}
+}
+
+func (r *relay) armDeadline(src net.Conn) {
+	if r.idle > 0 {
+		src.SetReadDeadline(time.Now().Add(r.idle))
+	}
+}
+
+// idleExpired is called when dir waited a whole idle period without a byte.
+// The connection is idle only when the other direction agrees: either it also
+// timed out with nothing, or it ended. So an idle connection closes between
+// one and two idle periods after its last byte, and a connection that streams
+// in one direction only is never mistaken for idle.
+func (r *relay) idleExpired(dir Direction) bool {
+	r.act[dir].idle.Store(true)
+	other := &r.act[1-dir]
+	quiet := time.Since(time.Unix(0, other.lastData.Load())) >= r.idle
+	return other.idle.Load() && quiet
+}
+
+func isTimeout(err error) bool {
+	return errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+// isReadErr tells whether a failed splice broke on src (reset, or closed
+// under us) rather than on dst. splice(2) reports both ends' errors alike, so
+// ask src directly: a healthy socket has data or would block.
+func isReadErr(_ error, src net.Conn) bool {
+	return !socketAlive(src)
+}
+
+// resetConn closes c with SO_LINGER 0 so the peer gets an RST, not a FIN.
+func resetConn(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	c.Close()
+}
