@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ccproxy-dev/ccproxy/proxy/inspect"
 )
 
 // Direction names one half of a relayed connection.
@@ -64,13 +66,16 @@ func (nopObserver) Inspecting(Direction) bool             { return false }
 func (nopObserver) Ended(Direction, error, time.Time)     {}
 func (nopObserver) Closed(Stats)                          {}
 
-// ErrIdle is the error a direction ends with when the connection was idle
-// for longer than the idle timeout.
-var ErrIdle = errors.New("idle timeout")
-
-// ErrAborted is the error a direction ends with when the relay was closed
-// from outside (drain timeout at shutdown).
-var ErrAborted = errors.New("closed by ccproxy shutdown")
+// The errors a direction ends with besides a FIN (io.EOF) or the socket's
+// own error. They are the classifier's, so it can tell them apart.
+var (
+	// ErrIdle: the connection was idle for longer than the idle timeout.
+	ErrIdle = inspect.ErrIdle
+	// ErrAborted: the relay was closed from outside (drain timeout).
+	ErrAborted = inspect.ErrAborted
+	// errWrite marks a failure to write to the destination.
+	errWrite = inspect.ErrWrite
+)
 
 type relay struct {
 	client   net.Conn
@@ -179,9 +184,6 @@ func (r *relay) pipe(dir Direction, src, dst net.Conn) {
 		src.Close()
 	}
 }
-
-// errWrite marks a failure to write to the destination.
-var errWrite = errors.New("write to peer failed")
 
 type writeError struct{ err error }
 

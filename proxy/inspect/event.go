@@ -32,11 +32,11 @@ const (
 	// record of a type other than application_data (an encrypted TLS 1.2
 	// Finished or alert, a TLS 1.3 compatibility ChangeCipherSpec after the
 	// ServerHello).
-	KindRecord EventKind = iota + 1
-	KindClientHello       // Event.ClientHello is set
-	KindServerHello       // Event.ServerHello is set
-	KindHelloRetryRequest // Event.ServerHello is set, with IsHelloRetryRequest
-	KindCertificate       // Event.Certificates holds the DER certificates (TLS 1.2 and older)
+	KindRecord            EventKind = iota + 1
+	KindClientHello                 // Event.ClientHello is set
+	KindServerHello                 // Event.ServerHello is set
+	KindHelloRetryRequest           // Event.ServerHello is set, with IsHelloRetryRequest
+	KindCertificate                 // Event.Certificates holds the DER certificates (TLS 1.2 and older)
 	KindCertificateRequest
 	KindServerHelloDone
 	KindHandshakeMessage // another plaintext handshake message; Event.HandshakeType says which
