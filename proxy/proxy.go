@@ -308,3 +308,15 @@ type activity struct {
 	lastData atomic.Int64 // unix nanos of the last read that returned bytes
 	idle     atomic.Bool  // the last wait in this direction timed out with no bytes
 }
+
+// RelayConn relays one connection accepted elsewhere (a tunnel stream, a
+// test pipe) to r.Upstream exactly as Serve relays an accepted TCP
+// connection: the same dial, observer, half-close (when client has
+// CloseWrite) and reset semantics. It returns when the connection is over.
+// MaxConns and draining are the caller's business.
+func (p *Proxy) RelayConn(ctx context.Context, r Route, client net.Conn) {
+	s := &server{p: p, log: p.logger(), sem: make(chan struct{}, 1), conns: make(map[*relay]struct{})}
+	s.sem <- struct{}{}
+	s.wg.Add(1)
+	s.handle(ctx, r, client)
+}

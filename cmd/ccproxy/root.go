@@ -1,19 +1,314 @@
 package main
 
 import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
 	"github.com/spf13/cobra"
+
+	"github.com/ccproxy-dev/ccproxy/proxy"
+	"github.com/ccproxy-dev/ccproxy/proxy/watch"
+	"github.com/ccproxy-dev/ccproxy/trace"
 )
 
 func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
-		Use:           "ccproxy",
-		Short:         "Relay Contrast's attested-TLS port and name what went wrong with every connection",
+		Use:   "ccproxy --listen :1313 --upstream coordinator:1313",
+		Short: "Relay Contrast's attested-TLS port and name what went wrong with every connection",
+		Long: `ccproxy forwards every TCP connection to a Contrast Coordinator byte for byte,
+watches the attested-TLS handshake as it passes, checks the evidence, and
+writes one OpenTelemetry trace per connection naming its failure mode
+(ok, lb_closed_early, issuer_timeout, issuer_error, policy_hash_mismatch, ...).
+It never terminates or weakens the end-to-end attestation.
+
+It replaces Contrast's socat port-forwarder pod, and runs locally in front of
+a load balancer. Every flag is also a key of the YAML config file and a
+CCPROXY_* environment variable (--idle-timeout: idle-timeout, CCPROXY_IDLE_TIMEOUT).`,
+		Example: `  # relay the user API, traces to a file
+  ccproxy --listen :1313 --upstream coordinator:1313 --trace-file traces.jsonl
+
+  # replace the socat pod: every Coordinator port, OTLP to a collector
+  ccproxy --forward :1313=coordinator:1313 --forward :1314=coordinator:1314 \
+          --forward :7777=coordinator:7777 --forward :8200=coordinator:8200 \
+          --otlp-endpoint otel-collector:4317 --admin-listen :9090
+
+  # then, in another terminal
+  contrast set -c localhost:1313 deployment/`,
+		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		RunE:          runRelay,
 	}
+	f := root.Flags()
+	f.String("config", "", "YAML config file (default: ./ccproxy.yaml, then /etc/ccproxy/ccproxy.yaml)")
+	f.String("listen", ":1313", "address to accept connections on")
+	f.String("upstream", "", "the Coordinator (or load balancer) as host:port, resolved per connection")
+	f.StringArray("forward", nil, "LISTEN=UPSTREAM pair to relay, repeatable (e.g. :7777=coordinator:7777)")
+	f.String("plain-ports", "1314,8200", "upstream ports relayed and traced without TLS inspection (comma separated)")
+	f.Duration("dial-timeout", proxy.DefaultDialTimeout, "upstream TCP connect timeout")
+	f.Duration("idle-timeout", proxy.DefaultIdleTimeout, "close a connection silent in both directions this long (0 disables)")
+	f.Duration("drain-timeout", proxy.DefaultDrainTimeout, "on SIGTERM/SIGINT, how long in-flight connections may finish")
+	f.Int("max-connections", proxy.DefaultMaxConns, "concurrent connections; beyond it new ones are closed at once")
+	f.Duration("issuer-deadline", watch.DefaultIssuerDeadline, "silence after the ClientHello beyond which a connection is issuer_timeout")
+	f.String("admin-listen", "", "serve /healthz, /readyz and /metrics on this address (off when empty)")
+	f.String("trace-file", "", "append spans as OTLP/JSON lines to this file (- for stdout)")
+	f.String("otlp-endpoint", "", "export spans over OTLP: grpc://host:port or host:port (gRPC), http(s)://host:port (HTTP)")
+	addEvidenceFlags(f)
+	f.Duration("probe-cache", 30*time.Second, "reuse an upstream's probe result this long (a storm of failing clients makes one probe)")
+	f.Bool("probe", true, "probe the upstream to refine client_rejected_certificate and internal_error verdicts")
+	addLogFlags(root.PersistentFlags())
+
 	// Subcommands, one file each (cmd/ccproxy/<name>.go).
 	root.AddCommand(
 		newVersionCmd(),
+		newAttestCmd(),
+		newExplainCmd(),
 	)
 	return root
 }
+
+// relayConfig is the validated configuration of relay mode.
+type relayConfig struct {
+	routes         []proxy.Route
+	dialTimeout    time.Duration
+	idleTimeout    time.Duration
+	drainTimeout   time.Duration
+	maxConns       int
+	issuerDeadline time.Duration
+	adminListen    string
+	traceFile      string
+	otlpEndpoint   string
+	evidence       evidenceConfig
+	probe          bool
+	probeCache     time.Duration
+}
+
+func parseRelayConfig(s *settings, getenv func(string) string) (*relayConfig, error) {
+	c := &relayConfig{}
+	var err error
+	if c.dialTimeout, err = s.Duration("dial-timeout"); err != nil {
+		return nil, err
+	}
+	if c.idleTimeout, err = s.Duration("idle-timeout"); err != nil {
+		return nil, err
+	}
+	if c.idleTimeout == 0 {
+		c.idleTimeout = -1 // 0 disables
+	}
+	if c.drainTimeout, err = s.Duration("drain-timeout"); err != nil {
+		return nil, err
+	}
+	if c.maxConns, err = s.Int("max-connections"); err != nil {
+		return nil, err
+	}
+	if c.maxConns == 0 {
+		return nil, usageErrorf("%s: must be at least 1", where("max-connections"))
+	}
+	if c.issuerDeadline, err = s.Duration("issuer-deadline"); err != nil {
+		return nil, err
+	}
+	if c.probeCache, err = s.Duration("probe-cache"); err != nil {
+		return nil, err
+	}
+	if c.probe, err = s.Bool("probe"); err != nil {
+		return nil, err
+	}
+	c.adminListen = s.String("admin-listen")
+	if c.adminListen != "" {
+		if _, _, err := net.SplitHostPort(c.adminListen); err != nil {
+			return nil, usageErrorf("%s: %q is not host:port or :port", where("admin-listen"), c.adminListen)
+		}
+	}
+	c.traceFile = s.String("trace-file")
+	c.otlpEndpoint = s.String("otlp-endpoint")
+	if c.otlpEndpoint != "" {
+		if err := trace.ValidateEndpoint(c.otlpEndpoint); err != nil {
+			return nil, usageErrorf("%s: %v", where("otlp-endpoint"), err)
+		}
+	}
+	if c.evidence, err = parseEvidenceConfig(s); err != nil {
+		return nil, err
+	}
+	plain := map[string]bool{}
+	for _, p := range s.StringList("plain-ports") {
+		if n, err := strconv.Atoi(p); err != nil || n <= 0 || n > 65535 {
+			return nil, usageErrorf("%s: %q is not a port number", where("plain-ports"), p)
+		}
+		plain[p] = true
+	}
+	if c.routes, err = parseRoutes(s, getenv, plain); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// parseRoutes builds the listen→upstream pairs from --forward, from
+// --listen/--upstream, or, as the socat port-forwarder pod is configured,
+// from FORWARD_HOST with LISTEN_PORTS (or the older LISTEN_PORT and
+// FORWARD_PORT).
+func parseRoutes(s *settings, getenv func(string) string, plain map[string]bool) ([]proxy.Route, error) {
+	var routes []proxy.Route
+	add := func(listen, upstream, flag string) error {
+		if _, _, err := net.SplitHostPort(listen); err != nil {
+			return usageErrorf("%s: listen address %q is not host:port or :port", flag, listen)
+		}
+		host, port, err := net.SplitHostPort(upstream)
+		if err != nil || host == "" || port == "" {
+			return usageErrorf("%s: upstream %q is not host:port", flag, upstream)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
+			return usageErrorf("%s: upstream %q has no valid port", flag, upstream)
+		}
+		for _, r := range routes {
+			if r.Listen == listen {
+				return usageErrorf("%s: listen address %q is used twice", flag, listen)
+			}
+		}
+		routes = append(routes, proxy.Route{Listen: listen, Upstream: upstream, Inspect: !plain[port]})
+		return nil
+	}
+	for _, fw := range s.StringList("forward") {
+		listen, upstream, ok := strings.Cut(fw, "=")
+		if !ok {
+			return nil, usageErrorf("%s: %q is not LISTEN=UPSTREAM (e.g. :1313=coordinator:1313)", where("forward"), fw)
+		}
+		if !strings.Contains(listen, ":") {
+			listen = ":" + listen // "1313=coordinator:1313"
+		}
+		if err := add(listen, upstream, where("forward")); err != nil {
+			return nil, err
+		}
+	}
+	if up := s.String("upstream"); up != "" {
+		if err := add(s.String("listen"), up, where("upstream")); err != nil {
+			return nil, err
+		}
+	}
+	if len(routes) == 0 {
+		if host := getenv("FORWARD_HOST"); host != "" {
+			ports := strings.FieldsFunc(getenv("LISTEN_PORTS"), func(r rune) bool { return r == ',' || r == ' ' })
+			if len(ports) == 0 && getenv("LISTEN_PORT") != "" {
+				lp, fp := getenv("LISTEN_PORT"), getenv("FORWARD_PORT")
+				if fp == "" {
+					fp = lp
+				}
+				if err := add(":"+lp, net.JoinHostPort(host, fp), "LISTEN_PORT/FORWARD_PORT"); err != nil {
+					return nil, err
+				}
+			}
+			for _, p := range ports {
+				if err := add(":"+p, net.JoinHostPort(host, p), "LISTEN_PORTS"); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	if len(routes) == 0 {
+		return nil, usageErrorf("nothing to relay: set --upstream HOST:PORT (with --listen), or --forward LISTEN=UPSTREAM, or FORWARD_HOST with LISTEN_PORTS")
+	}
+	return routes, nil
+}
+
+func runRelay(cmd *cobra.Command, _ []string) error {
+	s, err := loadSettings(cmd)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(s, cmd.ErrOrStderr())
+	if err != nil {
+		return err
+	}
+	cfg, err := parseRelayConfig(s, os.Getenv)
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	if s.file != "" {
+		log.Info("config", "file", s.file)
+	}
+	return serveRelay(ctx, cfg, log, nil)
+}
+
+// serveRelay runs relay mode until ctx ends. ready, if set, gets the bound
+// listener addresses (the demo and tests use it).
+func serveRelay(ctx context.Context, cfg *relayConfig, log *slog.Logger, ready func([]net.Addr)) error {
+	ver, _ := buildVersion()
+	tp, err := trace.Setup(ctx, trace.Config{File: cfg.traceFile, Endpoint: cfg.otlpEndpoint, ServiceVersion: ver, Logger: log})
+	if err != nil {
+		return usageErrorf("tracing: %v", err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := tp.Shutdown(sctx); err != nil {
+			log.Warn("flushing spans at exit", "err", err)
+		}
+		if n := tp.Dropped(); n > 0 {
+			log.Warn("spans dropped", "count", n)
+		}
+	}()
+	ev, err := cfg.evidence.load()
+	if err != nil {
+		return err
+	}
+	w := watch.New(watch.Config{
+		Tracer:         tp.Tracer(),
+		IssuerDeadline: cfg.issuerDeadline,
+		CheckCert:      ev.certChecker(),
+		Refine:         ev.refiner(cfg),
+		Logger:         log,
+	})
+	p := &proxy.Proxy{
+		Routes:       cfg.routes,
+		DialTimeout:  cfg.dialTimeout,
+		IdleTimeout:  cfg.idleTimeout,
+		DrainTimeout: cfg.drainTimeout,
+		MaxConns:     cfg.maxConns,
+		Logger:       log,
+		NewObserver:  w.Observe,
+		Ready:        ready,
+	}
+	lns, err := p.Listen(ctx)
+	if err != nil {
+		return usageErrorf("%v", err)
+	}
+	if !tp.Enabled() {
+		log.Info("tracing off: set --trace-file or --otlp-endpoint to record a span per connection")
+	}
+	return p.Serve(ctx, lns)
+}
+
+func addLogFlags(f interface {
+	String(name, value, usage string) *string
+}) {
+	f.String("log-format", "text", "log format: text or json")
+	f.String("log-level", "info", "log level: debug, info, warn or error")
+}
+
+func newLogger(s *settings, w interface{ Write([]byte) (int, error) }) (*slog.Logger, error) {
+	format, err := s.Enum("log-format", "text", "json")
+	if err != nil {
+		return nil, err
+	}
+	levelName, err := s.Enum("log-level", "debug", "info", "warn", "error")
+	if err != nil {
+		return nil, err
+	}
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(levelName))
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(w, opts)), nil
+}
+
+var _ = slices.Contains[[]string]
+var _ = fmt.Sprintf

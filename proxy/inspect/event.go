@@ -146,7 +146,7 @@ type Event struct {
 	ClientHello *ClientHello
 	ServerHello *ServerHello // for KindServerHello and KindHelloRetryRequest
 	// Certificates are the DER certificates of a plaintext (TLS 1.2 or older)
-	// Certificate message, leaf first.
+	// Certificate message, leaf first; empty when the peer sent none.
 	Certificates [][]byte
 	// CertificateRequestCAs are the DER distinguished names a plaintext
 	// CertificateRequest lists as acceptable issuers.
@@ -166,6 +166,21 @@ func (e Event) String() string {
 	switch e.Kind {
 	case KindRecord, KindApplicationData:
 		s += fmt.Sprintf(" type=%d len=%d", e.Record.Type, e.Record.Length)
+	case KindClientHello:
+		if h := e.ClientHello; h != nil {
+			s += fmt.Sprintf(" sni=%q alpn=%q max_version=%s", h.ServerName, h.ALPN, VersionName(h.MaxVersion()))
+		}
+	case KindServerHello, KindHelloRetryRequest:
+		if h := e.ServerHello; h != nil {
+			s += fmt.Sprintf(" version=%s cipher_suite=0x%04x", VersionName(h.Version), h.CipherSuite)
+			if h.ALPN != "" {
+				s += fmt.Sprintf(" alpn=%q", h.ALPN)
+			}
+		}
+	case KindCertificate:
+		s += fmt.Sprintf(" certificates=%d", len(e.Certificates))
+	case KindCertificateRequest:
+		s += fmt.Sprintf(" cas=%d", len(e.CertificateRequestCAs))
 	case KindHandshakeMessage:
 		s += " " + HandshakeName(e.HandshakeType)
 	case KindAlert:

@@ -16,12 +16,14 @@ import (
 var updateCorpus = flag.Bool("update-corpus", false, "rewrite the seed corpora in testdata/fuzz from fresh loopback handshakes")
 
 // normalized drops what legitimately depends on how the bytes were split:
-// the NotTLS error quotes whatever arrived with the deciding write.
+// a NotTLS verdict quotes, and fills the header with, whatever bytes had
+// arrived when it was made.
 func normalized(evs []Event) []Event {
 	out := make([]Event, len(evs))
 	for i, ev := range evs {
 		if nt, ok := ev.Err.(*NotTLSError); ok {
 			ev.Err = &NotTLSError{Reason: nt.Reason}
+			ev.Record = RecordHeader{Type: ev.Record.Type}
 		}
 		out[i] = ev
 	}

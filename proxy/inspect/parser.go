@@ -14,10 +14,32 @@
 //	if c2s.Done() { /* switch this direction to splice */ }
 //	// in the upstream→client loop likewise with s2c.
 //
-// The two parsers of a Conn share what the server's hello negotiated, so the
-// client direction knows whether its ChangeCipherSpec starts encryption (TLS
-// 1.2) or is TLS 1.3's compatibility dummy; both may be written from their own
-// goroutine at the same time.
+// What is reported when, per direction:
+//
+//   - Plaintext phase: one event per handshake message (ClientHello,
+//     ServerHello, HelloRetryRequest, Certificate, CertificateRequest,
+//     ServerHelloDone, or HandshakeMessage for the rest), per alert and per
+//     ChangeCipherSpec record.
+//   - The server direction turns encrypted after a TLS 1.3 ServerHello, or
+//     after its ChangeCipherSpec in TLS 1.2 (a ChangeCipherSpec after a
+//     HelloRetryRequest is TLS 1.3's compatibility dummy and changes nothing).
+//   - The client direction turns encrypted with its first application_data
+//     record (TLS 1.3), or after its ChangeCipherSpec when TLS 1.2 was
+//     negotiated. The two parsers of a Conn share what the server's hello
+//     negotiated for this. When the client's answer overtakes the server's
+//     hello (the relay forwards a chunk before parsing it), a handshake record
+//     after the client's ChangeCipherSpec is judged by its bytes: an exact,
+//     well-formed ClientHello (the second one after a HelloRetryRequest) is
+//     plaintext, anything else is TLS 1.2's encrypted Finished.
+//   - Encrypted phase: one ApplicationData event per record of type 23 and a
+//     Record event for every other record (an encrypted TLS 1.2 alert is a
+//     Record of type 21, never an Alert), up to MaxEncryptedRecords.
+//   - A stream whose first record header is not TLS gives one NotTLS event;
+//     malformed or oversized input later gives one ParseError event. Both end
+//     inspection of that direction.
+//
+// The parsers of a Conn may be written from their own goroutines at the same
+// time.
 package inspect
 
 import (
@@ -268,7 +290,7 @@ func (p *Parser) startRecord() {
 	case p.phase == phaseEncrypted:
 		p.encryptedRecord()
 	case p.cur.Type == RecordApplicationData:
-		if p.dir == ServerToClient && p.phase == phasePlaintext {
+		if p.dir == ServerToClient {
 			// A server protects records only after its ServerHello (TLS 1.3)
 			// or ChangeCipherSpec (TLS 1.2); crypto/tls rejects this too.
 			p.fail(fmt.Errorf("%w: application_data record before the server's key change", ErrUnexpected))
@@ -302,6 +324,7 @@ func (p *Parser) endRecord() {
 	}
 	p.buffering = false
 	body := p.rec
+	p.rec = reuse(p.rec)
 	if p.phase == phaseCCSPending && p.cur.Type != RecordChangeCipherSpec && !p.plaintextAfterCCS(body) {
 		if p.enterEncrypted() {
 			p.encryptedRecord()
@@ -321,7 +344,9 @@ func (p *Parser) endRecord() {
 // plaintextAfterCCS decides, for a handshake or alert record that follows the
 // client's ChangeCipherSpec, whether it is plaintext (TLS 1.3: a second
 // ClientHello after a HelloRetryRequest, or an alert) or protected (TLS 1.2:
-// the encrypted Finished or an encrypted alert).
+// the encrypted Finished or an encrypted alert). Once the version is known
+// the pending state ends: TLS 1.3 returns to the plaintext phase here, TLS 1.2
+// is switched to encrypted by the caller.
 func (p *Parser) plaintextAfterCCS(body []byte) bool {
 	if v := p.Version(); v != 0 {
 		if v >= 0x0304 {
@@ -333,7 +358,9 @@ func (p *Parser) plaintextAfterCCS(body []byte) bool {
 	// The server's hello is forwarded before it is parsed, so the client's
 	// answer can overtake it. Judge by the bytes: a protected record is
 	// indistinguishable from random, which is very unlikely to frame an
-	// exact, well-formed ClientHello or a two-byte alert.
+	// exact, well-formed ClientHello or a two-byte alert. (A second
+	// ClientHello spread over several records would be taken for protected
+	// records; Go's and browsers' fit in one.)
 	switch p.cur.Type {
 	case RecordHandshake:
 		if len(p.hs) != 0 {
@@ -383,16 +410,28 @@ func (p *Parser) handshakeRecord(body []byte) {
 			return
 		}
 	}
-	// Keep the incomplete rest for the next record; drop the buffer when
-	// there is none so an idle parser holds little.
+	// Keep the incomplete rest for the next record.
 	switch {
 	case len(data) == 0:
-		p.hs = p.hs[:0]
+		p.hs = reuse(p.hs)
 	case len(p.hs) > 0:
 		p.hs = append(p.hs[:0], data...)
 	default:
 		p.hs = append(p.hs, data...)
 	}
+}
+
+// keepBuffer is the largest buffer a parser keeps between records: enough
+// for the usual small handshake records, while one large Certificate does
+// not stay allocated for the life of a stalled connection.
+const keepBuffer = 4 << 10
+
+// reuse empties buf for reuse, or drops it when it is large.
+func reuse(buf []byte) []byte {
+	if cap(buf) > keepBuffer {
+		return nil
+	}
+	return buf[:0]
 }
 
 // handshakeMessage handles one complete handshake message (with its header).

@@ -1,0 +1,48 @@
+# ccproxy — the README's commands, CI's and the long-running checks.
+GO      ?= go
+PKGS    ?= ./...
+FUZZTIME ?= 30s
+
+.PHONY: all build test unit lint fuzz fuzz-smoke bench soak image deps demo
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/ccproxy ./cmd/ccproxy
+
+deps:
+	bash scripts/test-deps.sh
+
+# The README's test command and CI's: lint, then every test with the race
+# detector, then a short fuzz pass over every parser of untrusted bytes.
+test: lint unit fuzz-smoke
+
+unit:
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^tools/')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	@if command -v staticcheck >/dev/null 2>&1 || [ -x "$$($(GO) env GOPATH)/bin/staticcheck" ]; then \
+		PATH="$$PATH:$$($(GO) env GOPATH)/bin" staticcheck $(PKGS); \
+	elif [ -n "$$CI" ]; then echo "staticcheck missing: run scripts/test-deps.sh"; exit 1; \
+	else echo "staticcheck not installed (scripts/test-deps.sh installs it); skipped"; fi
+
+# Every fuzz target for FUZZTIME each; results in fuzz/RESULTS.md.
+fuzz:
+	bash scripts/fuzz.sh $(FUZZTIME)
+
+fuzz-smoke:
+	bash scripts/fuzz.sh 5s smoke
+
+bench:
+	bash bench/run.sh
+
+soak:
+	$(GO) test -count=1 -timeout 30m -run TestSoak -tags soak ./integration/... -v
+
+image:
+	bash scripts/image.sh
+
+demo:
+	$(GO) run ./cmd/ccproxy demo
