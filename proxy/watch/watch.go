@@ -109,11 +109,16 @@ func New(cfg Config) *Watcher {
 
 // Observe is a proxy.Proxy NewObserver function.
 func (w *Watcher) Observe(ctx context.Context, info proxy.ConnInfo) proxy.Observer {
-	ctx, span := w.tracer().Start(ctx, trace.SpanConnection,
+	opts := []oteltrace.SpanStartOption{
 		oteltrace.WithTimestamp(info.Accepted),
 		oteltrace.WithSpanKind(oteltrace.SpanKindServer),
-		oteltrace.WithNewRoot(),
-	)
+	}
+	// A connection is its own trace, unless it arrived with a propagated
+	// parent (a tunnel stream carrying the local side's traceparent).
+	if sc := oteltrace.SpanContextFromContext(ctx); !sc.IsValid() || !sc.IsRemote() {
+		opts = append(opts, oteltrace.WithNewRoot())
+	}
+	ctx, span := w.tracer().Start(ctx, trace.SpanConnection, opts...)
 	o := &conn{w: w, ctx: ctx, span: span, info: info}
 	o.cls.IssuerDeadline = w.cfg.IssuerDeadline
 	if info.Route.Inspect {
