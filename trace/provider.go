@@ -75,7 +75,13 @@ func Setup(ctx context.Context, cfg Config) (*Provider, error) {
 		return &Provider{tracer: noop.NewTracerProvider().Tracer(InstrumentationID)}, nil
 	}
 
-	res := resource.NewWithAttributes("", resourceAttrs(cfg.ServiceVersion, getenv)...)
+	// OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME add to the resource;
+	// ccproxy's own attributes (service.name=ccproxy, which dashboards
+	// filter on) take precedence.
+	res, err := resource.Merge(resource.Environment(), resource.NewWithAttributes("", resourceAttrs(cfg.ServiceVersion, getenv)...))
+	if err != nil {
+		res = resource.NewWithAttributes("", resourceAttrs(cfg.ServiceVersion, getenv)...)
+	}
 	q := newQueueProcessor(multiExporter(exporters), cfg.QueueSize, log)
 	tp := sdktrace.NewTracerProvider(
 		sdktrace.WithResource(res),

@@ -6,13 +6,13 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ccproxy-dev/ccproxy/admin"
 	"github.com/ccproxy-dev/ccproxy/proxy"
 	"github.com/ccproxy-dev/ccproxy/proxy/watch"
 	"github.com/ccproxy-dev/ccproxy/trace"
@@ -70,6 +70,7 @@ CCPROXY_* environment variable (--idle-timeout: idle-timeout, CCPROXY_IDLE_TIMEO
 		newVersionCmd(),
 		newAttestCmd(),
 		newExplainCmd(),
+		newAnalyzeCmd(),
 	)
 	return root
 }
@@ -258,11 +259,18 @@ func serveRelay(ctx context.Context, cfg *relayConfig, log *slog.Logger, ready f
 	if err != nil {
 		return err
 	}
+	metrics, err := admin.NewMetrics(nil)
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	defer metrics.Shutdown(context.Background())
+	tp.OnDrop(metrics.SpansDropped)
 	w := watch.New(watch.Config{
 		Tracer:         tp.Tracer(),
 		IssuerDeadline: cfg.issuerDeadline,
 		CheckCert:      ev.certChecker(),
 		Refine:         ev.refiner(cfg),
+		Metrics:        metrics,
 		Logger:         log,
 	})
 	p := &proxy.Proxy{
@@ -273,16 +281,51 @@ func serveRelay(ctx context.Context, cfg *relayConfig, log *slog.Logger, ready f
 		MaxConns:     cfg.maxConns,
 		Logger:       log,
 		NewObserver:  w.Observe,
+		OnRefused:    func(r proxy.Route) { metrics.ConnRefused(r.Listen) },
 		Ready:        ready,
 	}
 	lns, err := p.Listen(ctx)
 	if err != nil {
 		return usageErrorf("%v", err)
 	}
+	if cfg.adminListen != "" {
+		ln, err := net.Listen("tcp", cfg.adminListen)
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return usageErrorf("%s: %v", where("admin-listen"), err)
+		}
+		srv := admin.New(cfg.adminListen, metrics, upstreamsResolve(cfg.routes))
+		go func() {
+			if err := srv.ServeListener(ctx, ln); err != nil {
+				log.Error("admin endpoint stopped", "err", err)
+			}
+		}()
+		log.Info("admin endpoint", "listen", ln.Addr().String(), "paths", "/healthz /readyz /metrics")
+	}
 	if !tp.Enabled() {
 		log.Info("tracing off: set --trace-file or --otlp-endpoint to record a span per connection")
 	}
 	return p.Serve(ctx, lns)
+}
+
+// upstreamsResolve is the readiness check: every upstream's name resolves
+// (an IP literal always does). A relay whose Service name is gone is not
+// ready, which is what an operator wants the pod status to say.
+func upstreamsResolve(routes []proxy.Route) func(context.Context) error {
+	return func(ctx context.Context) error {
+		for _, r := range routes {
+			host, _, _ := net.SplitHostPort(r.Upstream)
+			if net.ParseIP(host) != nil {
+				continue
+			}
+			if _, err := net.DefaultResolver.LookupHost(ctx, host); err != nil {
+				return fmt.Errorf("upstream %s: %w", r.Upstream, err)
+			}
+		}
+		return nil
+	}
 }
 
 func addLogFlags(f interface {
@@ -309,6 +352,3 @@ func newLogger(s *settings, w interface{ Write([]byte) (int, error) }) (*slog.Lo
 	}
 	return slog.New(slog.NewTextHandler(w, opts)), nil
 }
-
-var _ = slices.Contains[[]string]
-var _ = fmt.Sprintf

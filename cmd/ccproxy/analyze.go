@@ -1,0 +1,189 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ccproxy-dev/ccproxy/analyze"
+	"github.com/ccproxy-dev/ccproxy/failure"
+)
+
+type analyzeFlags struct {
+	output        string
+	bucket        time.Duration
+	since         string
+	mode          string
+	top           int
+	jaeger        string
+	jaegerService string
+	limit         int
+	timeout       time.Duration
+}
+
+func newAnalyzeCmd() *cobra.Command {
+	var f analyzeFlags
+	cmd := &cobra.Command{
+		Use:   "analyze FILE... | --jaeger URL",
+		Short: "Summarize connection traces: failure modes, upstreams, over time, issuer latency",
+		Long: `Summarize ccproxy's connection traces: connections per failure mode and per
+upstream, counts over time, the upstream's first-byte latency (p50/p90/p99/max
+of ccproxy.upstream.first_byte_ms, i.e. how fast the Coordinator's issuer
+answered), the most frequent failure details, and the first and last time each
+mode was seen.
+
+FILE holds OTLP/JSON, one ExportTraceServiceRequest object per line, as
+ccproxy --trace-file and the OpenTelemetry Collector's file exporter write it;
+"-" reads standard input. Malformed lines are reported with file:line and
+skipped. With --jaeger the same spans are read from Jaeger's query API.
+
+Exit status: 0 when the summary was printed (whatever the modes in it), 2 for a
+usage error or unreadable input.`,
+		Example: `  # everything in a trace file
+  ccproxy analyze traces.jsonl
+
+  # the last hour, one mode, per-minute buckets, as JSON
+  ccproxy analyze --since 1h --mode lb_closed_early --bucket 1m --output json traces.jsonl
+
+  # from Jaeger
+  ccproxy analyze --jaeger http://127.0.0.1:16686 --since 2025-05-06T10:00:00Z`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runAnalyze(cmd, args, f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.output, "output", "text", "output format: text or json")
+	fl.DurationVar(&f.bucket, "bucket", 0, "width of the time buckets, e.g. 1m (default: chosen from the time span)")
+	fl.StringVar(&f.since, "since", "", "only connections that started after this: a `DURATION` ago (1h) or an RFC 3339 time")
+	fl.StringVar(&f.mode, "mode", "", "only connections with this failure `MODE` (e.g. lb_closed_early)")
+	fl.IntVar(&f.top, "top", 10, "how many of the most frequent failure details to list")
+	fl.StringVar(&f.jaeger, "jaeger", "", "read spans from Jaeger's query API at this `URL` (e.g. http://127.0.0.1:16686) instead of files")
+	fl.StringVar(&f.jaegerService, "jaeger-service", "ccproxy", "service name the spans were exported under (with --jaeger)")
+	fl.IntVar(&f.limit, "limit", 1000, "most traces to fetch (with --jaeger)")
+	fl.DurationVar(&f.timeout, "timeout", time.Minute, "how long to wait for Jaeger (with --jaeger)")
+	return cmd
+}
+
+func runAnalyze(cmd *cobra.Command, files []string, f analyzeFlags) error {
+	if f.output != "text" && f.output != "json" {
+		return usageErrorf("--output: %q is not text or json", f.output)
+	}
+	opts := analyze.Options{Bucket: f.bucket, TopDetails: f.top}
+	if f.bucket < 0 {
+		return usageErrorf("--bucket: %v is negative", f.bucket)
+	}
+	if f.top < 1 {
+		return usageErrorf("--top: must be at least 1")
+	}
+	if f.mode != "" {
+		if !slices.Contains(failure.All, failure.Mode(f.mode)) {
+			names := make([]string, len(failure.All))
+			for i, m := range failure.All {
+				names[i] = string(m)
+			}
+			return usageErrorf("--mode: %q is not a failure mode; one of: %s", f.mode, strings.Join(names, ", "))
+		}
+		opts.Mode = f.mode
+	}
+	if f.since != "" {
+		t, err := parseSince(f.since, time.Now())
+		if err != nil {
+			return usageErrorf("--since: %v", err)
+		}
+		opts.Since = t
+	}
+
+	var conns []analyze.Connection
+	collect := func(c analyze.Connection) {
+		// Filter while reading: a large file need not be held whole.
+		if opts.Keep(c) {
+			conns = append(conns, c)
+		}
+	}
+	var stats analyze.ReadStats
+	switch {
+	case f.jaeger != "" && len(files) > 0:
+		return usageErrorf("--jaeger: give either --jaeger or trace files, not both")
+	case f.jaeger != "":
+		if f.limit < 1 {
+			return usageErrorf("--limit: must be at least 1")
+		}
+		q := analyze.JaegerQuery{
+			BaseURL: f.jaeger, Service: f.jaegerService, Limit: f.limit, Since: opts.Since, Mode: opts.Mode,
+			Client: &http.Client{Timeout: f.timeout},
+		}
+		if _, err := q.URL(); err != nil {
+			return usageErrorf("--jaeger: %v", err)
+		}
+		st, err := analyze.FetchJaeger(cmd.Context(), q, collect)
+		if err != nil {
+			return err
+		}
+		stats = st
+	case len(files) == 0:
+		return usageErrorf("no input: give trace files (- for standard input) or --jaeger URL")
+	default:
+		for _, name := range files {
+			st, err := readTraceFile(cmd, name, collect)
+			if err != nil {
+				return err
+			}
+			stats.Add(st)
+		}
+	}
+
+	sum := analyze.Summarize(conns, opts)
+	sum.Read = stats
+	if stats.Skipped > 0 {
+		fmt.Fprintf(cmd.ErrOrStderr(), "ccproxy analyze: skipped %d malformed lines (first: %s)\n", stats.Skipped, firstOr(stats.Problems, "?"))
+	}
+	if f.output == "json" {
+		return sum.WriteJSON(cmd.OutOrStdout())
+	}
+	return sum.WriteText(cmd.OutOrStdout())
+}
+
+func readTraceFile(cmd *cobra.Command, name string, fn func(analyze.Connection)) (analyze.ReadStats, error) {
+	var r io.Reader
+	if name == "-" {
+		r = cmd.InOrStdin()
+		name = "(stdin)"
+	} else {
+		fh, err := os.Open(name)
+		if err != nil {
+			return analyze.ReadStats{}, usageErrorf("FILE: %v", err)
+		}
+		defer fh.Close()
+		r = fh
+	}
+	return analyze.ReadOTLPJSON(r, name, fn)
+}
+
+// parseSince reads --since: a duration before now, or an RFC 3339 time.
+func parseSince(v string, now time.Time) (time.Time, error) {
+	if d, err := time.ParseDuration(v); err == nil {
+		if d <= 0 {
+			return time.Time{}, fmt.Errorf("%q: the duration must be positive", v)
+		}
+		return now.Add(-d), nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, time.RFC3339, "2006-01-02"} {
+		if t, err := time.Parse(layout, v); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%q is neither a duration (90m) nor an RFC 3339 time (2025-05-06T10:00:00Z)", v)
+}
+
+func firstOr(s []string, def string) string {
+	if len(s) > 0 {
+		return s[0]
+	}
+	return def
+}
