@@ -15,7 +15,7 @@ deps:
 
 # The README's test command and CI's: lint, then every test with the race
 # detector, then a short fuzz pass over every parser of untrusted bytes.
-test: lint unit fuzz-smoke
+test: deps lint unit fuzz-smoke
 
 unit:
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)

@@ -344,7 +344,10 @@ func (o *conn) Closed(s proxy.Stats) {
 	if certCheck != nil {
 		e := <-certCheck
 		ev = &e
-		if e.Mode == failure.ClockSkew || (e.Mode != "" && e.Mode != failure.OK && (v.Mode == failure.ClientRejectedCertificate || v.Mode == failure.TLSAlert)) {
+		// The client's own rejection is the fact; the evidence check says
+		// why. A client that accepted stays ok even if ccproxy's reference
+		// values disagree (attest.verdict says so).
+		if e.Mode != "" && e.Mode != failure.OK && (v.Mode == failure.ClientRejectedCertificate || v.Mode == failure.TLSAlert) {
 			v = inspect.Verdict{Mode: e.Mode, Detail: e.Detail}
 		}
 	}
