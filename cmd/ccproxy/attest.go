@@ -37,6 +37,11 @@ with go-sev-guest / go-tdx-guest, validate it against the reference values of a
 manifest.json the way the Contrast CLI does, and print its fields, the verdict and
 the failure mode. FILE "-" reads standard input.
 
+A certificate is checked as a client would check it now: a Contrast certificate
+is valid for 2 hours either side of its issue time, so one saved earlier than
+that reports clock_skew (the evidence result is still printed). The report data
+binds the certificate's key to the client's nonce; give --nonce to check it.
+
 Exit status: 0 when the failure mode is ok, 1 when the check found a failure,
 2 for a usage or configuration error.`,
 		Example: `  # Check a certificate captured from port 1313 against the deployment's manifest
@@ -48,6 +53,10 @@ Exit status: 0 when the failure mode is ok, 1 when the check found a failure,
   # Check the report data too: the client's nonce of that handshake
   ccproxy attest --manifest manifest.json --nonce 5f1c...e2 coordinator.der`,
 		Args: cobra.ExactArgs(1),
+		// The exit code and the printed failure mode say it all (as for the
+		// root command, which is not always this command's parent in tests).
+		SilenceUsage:  true,
+		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runAttest(cmd, args[0], f)
 		},

@@ -1,10 +1,7 @@
 package main
 
 import (
-	"context"
-	"crypto/x509"
 	"encoding/hex"
-	"fmt"
 	"os"
 	"strings"
 	"time"
@@ -96,33 +93,8 @@ func (c evidenceConfig) load() (*evidence, error) {
 	return &evidence{opts: opts}, nil
 }
 
-// check runs attest on a certificate bound to nonce.
-func (e *evidence) check(ctx context.Context, cert *x509.Certificate, nonce []byte) attest.Result {
-	opts := e.opts
-	if len(nonce) == 32 {
-		opts.Nonce = nonce
-	}
-	return attest.CheckCertificate(ctx, cert, opts)
-}
-
-// certChecker adapts check for the relay's TLS 1.2 path.
-func (e *evidence) certChecker() watch.CertChecker {
-	return func(ctx context.Context, cert *x509.Certificate, nonce []byte) watch.Evidence {
-		return toWatchEvidence(e.check(ctx, cert, nonce))
-	}
-}
-
-func toWatchEvidence(r attest.Result) watch.Evidence {
-	return watch.Evidence{
-		Platform:           r.Platform,
-		Verdict:            string(r.Verdict),
-		Mode:               r.Mode,
-		Detail:             r.Detail,
-		PolicyHash:         r.PolicyHash,
-		ExpectedPolicyHash: r.ExpectedPolicyHash,
-		ClockOffset:        r.ClockOffset,
-	}
-}
+// certChecker checks TLS 1.2 certificates the relay sees in the clear.
+func (e *evidence) certChecker() watch.CertChecker { return watch.AttestChecker(e.opts) }
 
 // refiner returns the relay's active-probe refinement, or nil when probing
 // is off.
@@ -132,5 +104,3 @@ func (e *evidence) refiner(cfg *relayConfig) watch.Refiner {
 	}
 	return nil
 }
-
-var _ = fmt.Sprint

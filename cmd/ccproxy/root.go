@@ -68,6 +68,7 @@ CCPROXY_* environment variable (--idle-timeout: idle-timeout, CCPROXY_IDLE_TIMEO
 	// Subcommands, one file each (cmd/ccproxy/<name>.go).
 	root.AddCommand(
 		newVersionCmd(),
+		newDemoCmd(),
 		newAttestCmd(),
 		newExplainCmd(),
 		newAnalyzeCmd(),

@@ -209,6 +209,9 @@ func (c *Classifier) Verdict() Verdict {
 	if v, ok := c.clientSide(); ok {
 		return v
 	}
+	if v, ok := c.slowIssuer(); ok {
+		return v
+	}
 	if v, ok := c.beforeServerHello(); ok {
 		return v
 	}
@@ -284,6 +287,22 @@ func (c *Classifier) beforeServerHello() (Verdict, bool) {
 	}
 	// Some server bytes, but no complete ServerHello.
 	return Verdict{failure.LBClosedEarly, fmt.Sprintf("The upstream sent only part of a ServerHello, then the connection ended (%s).", endName(c.upEnded))}, true
+}
+
+// slowIssuer names a client that gave up waiting: its side ended before
+// the upstream's first byte, which came (if at all) later than the issuer
+// deadline after the ClientHello. A Coordinator that answers late to a
+// client still waiting is slow, not failed, and is judged by what follows.
+func (c *Classifier) slowIssuer() (Verdict, bool) {
+	if c.upFirstAt.IsZero() || c.clientEnded == nil || !c.clientEndAt.Before(c.upFirstAt) {
+		return Verdict{}, false
+	}
+	late := c.upFirstAt.Sub(c.helloAt)
+	if late <= c.IssuerDeadline {
+		return Verdict{}, false
+	}
+	return Verdict{failure.IssuerTimeout, fmt.Sprintf("The upstream's first byte came %s after the ClientHello (issuer deadline %s); the client had given up after %s.",
+		roundMS(late), c.IssuerDeadline, roundMS(c.clientEndAt.Sub(c.helloAt)))}, true
 }
 
 // unsupportedVersion names a ClientHello whose atls ALPN entry has a version
