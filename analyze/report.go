@@ -1,0 +1,152 @@
+package analyze
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+)
+
+// WriteJSON writes the summary as one indented JSON object.
+func (s Summary) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(s); err != nil {
+		return fmt.Errorf("writing analyze report: %w", err)
+	}
+	return nil
+}
+
+// barWidth is the width of the longest bar in the time chart.
+const barWidth = 40
+
+// WriteText writes the summary for a person to read.
+func (s Summary) WriteText(w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	p := func(format string, a ...any) { fmt.Fprintf(bw, format, a...) }
+
+	src := fmt.Sprintf("%d lines, %d spans", s.Read.Lines, s.Read.Spans)
+	if s.Read.Traces > 0 {
+		src = fmt.Sprintf("%d traces, %d spans", s.Read.Traces, s.Read.Spans)
+	}
+	if s.Read.Skipped > 0 {
+		src += fmt.Sprintf(", %d malformed lines skipped", s.Read.Skipped)
+	}
+	filter := ""
+	if s.Filter.Mode != "" {
+		filter += " mode=" + s.Filter.Mode
+	}
+	if !s.Filter.Since.IsZero() {
+		filter += " since=" + s.Filter.Since.UTC().Format(time.RFC3339)
+	}
+	if filter != "" {
+		filter = " (filter:" + filter + ")"
+	}
+	if s.Connections == 0 {
+		p("No ccproxy.connection spans%s (%s).\n", filter, src)
+		return flush(bw)
+	}
+	p("%d connections from %s to %s%s\n(%s)\n", s.Connections, ts(s.From), ts(s.To), filter, src)
+
+	p("\nBy failure mode\n")
+	p("  %-30s %8s %6s  %-20s  %-20s\n", "MODE", "COUNT", "%", "FIRST", "LAST")
+	for _, m := range s.Modes {
+		p("  %-30s %8d %6.1f  %-20s  %-20s\n", m.Mode, m.Count, m.Percent, ts(m.First), ts(m.Last))
+	}
+
+	p("\nBy upstream\n")
+	p("  %-32s %8s %8s  %-24s  %s\n", "UPSTREAM", "COUNT", "OK", "FIRST BYTE ms p50/p99/max", "FAILURES")
+	for _, u := range s.Upstreams {
+		lat := "-"
+		if u.FirstByte.Count > 0 {
+			lat = fmt.Sprintf("%s/%s/%s", num(u.FirstByte.P50), num(u.FirstByte.P99), num(u.FirstByte.Max))
+		}
+		p("  %-32s %8d %8d  %-24s  %s\n", u.Address, u.Count, u.OK, lat, failureList(u.Modes))
+	}
+
+	p("\nOver time (bucket %s)\n", time.Duration(s.BucketMS)*time.Millisecond)
+	if s.BucketNote != "" {
+		p("  note: %s\n", s.BucketNote)
+	}
+	peak := 0
+	for _, b := range s.Buckets {
+		peak = max(peak, b.Total)
+	}
+	for _, b := range s.Buckets {
+		n := 0
+		if peak > 0 {
+			n = (b.Total*barWidth + peak - 1) / peak
+		}
+		p("  %-20s %6d %-*s %s\n", ts(b.Start), b.Total, barWidth, strings.Repeat("#", n), failureList(b.Modes))
+	}
+
+	p("\nIssuer latency (ccproxy.upstream.first_byte_ms)\n")
+	if s.FirstByte.Count == 0 {
+		p("  no connection reached the upstream's first byte\n")
+	} else {
+		f := s.FirstByte
+		p("  %d connections: p50 %s ms, p90 %s ms, p99 %s ms, max %s ms\n", f.Count, num(f.P50), num(f.P90), num(f.P99), num(f.Max))
+	}
+
+	if len(s.Details) > 0 {
+		p("\nMost frequent details\n")
+		for _, d := range s.Details {
+			p("  %6d  %-26s %s\n", d.Count, d.Mode, d.Detail)
+		}
+	}
+	if len(s.Read.Problems) > 0 {
+		p("\nSkipped input\n")
+		for _, pr := range s.Read.Problems {
+			p("  %s\n", pr)
+		}
+		if s.Read.Skipped > len(s.Read.Problems) {
+			p("  ... and %d more\n", s.Read.Skipped-len(s.Read.Problems))
+		}
+	}
+	return flush(bw)
+}
+
+func flush(bw *bufio.Writer) error {
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("writing analyze report: %w", err)
+	}
+	return nil
+}
+
+func ts(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") }
+
+func num(f float64) string {
+	if f == float64(int64(f)) {
+		return fmt.Sprintf("%d", int64(f))
+	}
+	return fmt.Sprintf("%.1f", f)
+}
+
+// failureList lists the modes other than ok, most frequent first.
+func failureList(modes map[string]int) string {
+	type mc struct {
+		mode string
+		n    int
+	}
+	var l []mc
+	for m, n := range modes {
+		if m != "ok" && n > 0 {
+			l = append(l, mc{m, n})
+		}
+	}
+	sort.Slice(l, func(i, j int) bool {
+		if l[i].n != l[j].n {
+			return l[i].n > l[j].n
+		}
+		return l[i].mode < l[j].mode
+	})
+	parts := make([]string, len(l))
+	for i, x := range l {
+		parts[i] = fmt.Sprintf("%s %d", x.mode, x.n)
+	}
+	return strings.Join(parts, ", ")
+}
