@@ -1,0 +1,362 @@
+package attest
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"strings"
+
+	"github.com/ccproxy-dev/ccproxy/failure"
+	tpb "github.com/google/go-tdx-guest/proto/tdx"
+	"github.com/google/go-tdx-guest/validate"
+	"github.com/google/go-tdx-guest/verify"
+)
+
+// intelQEVendorID is the QE_VENDOR_ID of Intel's quoting enclave, which
+// Contrast requires.
+var intelQEVendorID = []byte{0x93, 0x9a, 0x72, 0x33, 0xf7, 0x9c, 0x4c, 0xa9, 0x94, 0x0a, 0x0d, 0xb3, 0x95, 0x7f, 0x06, 0x07}
+
+// contrastTdAttributes is what Contrast's newest reference values require:
+// only SEPT_VE_DISABLE (bit 28), as Kata/QEMU configure it.
+var contrastTdAttributes = binary.LittleEndian.AppendUint64(nil, 1<<28)
+
+type tdxDecoded struct {
+	product string
+	pck     *x509.Certificate
+	pckInfo *pckInfo
+	pckErr  error
+}
+
+func policyHashOfTDX(q *tpb.QuoteV4) []byte {
+	id := q.GetTdQuoteBody().GetMrConfigId()
+	if len(id) < 32 {
+		return id
+	}
+	return id[:32]
+}
+
+func decodeTDXFields(q *tpb.QuoteV4, collateral int) (tdxDecoded, []Field) {
+	h, b := q.GetHeader(), q.GetTdQuoteBody()
+	var d tdxDecoded
+	chainPEM := q.GetSignedData().GetCertificationData().GetQeReportCertificationData().GetPckCertificateChainData().GetPckCertChain()
+	pck, chain := pckCertificates(chainPEM)
+	d.pck = pck
+	if pck == nil {
+		d.pckErr = fmt.Errorf("the quote's certificate chain has no PCK certificate")
+	} else {
+		d.pckInfo, d.pckErr = parsePCKInfo(pck)
+	}
+	d.product = "Intel TDX"
+	if d.pckInfo != nil && d.pckInfo.fmspc != nil {
+		d.product = fmt.Sprintf("Intel TDX (FMSPC %x)", d.pckInfo.fmspc)
+	}
+
+	vendor := hex.EncodeToString(h.GetQeVendorId())
+	if bytes.Equal(h.GetQeVendorId(), intelQEVendorID) {
+		vendor += " (Intel)"
+	}
+	fs := []Field{
+		{"Product", d.product},
+		{"Quote version", fmt.Sprint(h.GetVersion())},
+		{"MRTD", hex.EncodeToString(b.GetMrTd())},
+	}
+	for i, r := range b.GetRtmrs() {
+		fs = append(fs, Field{fmt.Sprintf("RTMR%d", i), hex.EncodeToString(r)})
+	}
+	fs = append(fs,
+		Field{"MRSEAM", hex.EncodeToString(b.GetMrSeam())},
+		Field{"XFAM", le64String(b.GetXfam())},
+		Field{"TD attributes", le64String(b.GetTdAttributes())},
+		Field{"Policy hash (MR_CONFIG_ID[:32])", hex.EncodeToString(policyHashOfTDX(q))},
+		Field{"Report data", hex.EncodeToString(b.GetReportData())},
+		Field{"TEE_TCB_SVN", hex.EncodeToString(b.GetTeeTcbSvn())},
+		Field{"QE SVN", fmt.Sprint(le16(h.GetQeSvn()))},
+		Field{"PCE SVN", fmt.Sprint(le16(h.GetPceSvn()))},
+		Field{"QE vendor ID", vendor},
+	)
+	for _, c := range chain {
+		fs = append(fs, Field{"PCK chain certificate", certSummary(c)})
+	}
+	if d.pckInfo != nil {
+		if d.pckInfo.piid != nil {
+			fs = append(fs, Field{"PIID", hex.EncodeToString(d.pckInfo.piid)})
+		}
+		if d.pckInfo.sgxType != nil {
+			fs = append(fs, Field{"SGX type", sgxTypeName(*d.pckInfo.sgxType)})
+		}
+		if d.pckInfo.dynamicPlatform != nil {
+			fs = append(fs, Field{"Dynamic platform", fmt.Sprint(*d.pckInfo.dynamicPlatform)})
+		}
+		if d.pckInfo.smtEnabled != nil {
+			fs = append(fs, Field{"SMT enabled", fmt.Sprint(*d.pckInfo.smtEnabled)})
+		}
+	} else if d.pckErr != nil {
+		fs = append(fs, Field{"PCK certificate", d.pckErr.Error()})
+	}
+	if collateral > 0 {
+		fs = append(fs, Field{"Collateral", fmt.Sprintf("%d bytes attached (unsigned, not used)", collateral)})
+	}
+	return d, fs
+}
+
+func le16(b []byte) uint16 {
+	if len(b) < 2 {
+		return 0
+	}
+	return binary.LittleEndian.Uint16(b)
+}
+
+func le64String(b []byte) string {
+	if len(b) != 8 {
+		return hex.EncodeToString(b)
+	}
+	return fmt.Sprintf("%x (0x%x)", b, binary.LittleEndian.Uint64(b))
+}
+
+// checkTDX verifies the quote (once: TDX verification does not depend on
+// the reference values) and validates it against every TDX entry.
+func checkTDX(ctx context.Context, q *tpb.QuoteV4, d tdxDecoded, x *expect) outcome {
+	pool, err := tdxRoots(x.opts.TDXRoots)
+	if err != nil {
+		return fail(stageVerify, failure.EvidenceInvalid, "cannot verify: trusted TDX roots: %v", err)
+	}
+	// A fresh Options for every call: go-tdx-guest stores the chain and
+	// collateral of the quote it verifies in them.
+	vo := &verify.Options{
+		CheckRevocations: !x.opts.Offline,
+		GetCollateral:    !x.opts.Offline,
+		Getter:           tdxGetter{x.fetch},
+		Now:              x.now,
+		// Always explicit: with nil, go-tdx-guest prints a warning to stdout.
+		TrustedRoots: pool,
+	}
+	if err := verify.TdxQuote(q, vo); err != nil {
+		return fail(stageVerify, failure.EvidenceInvalid, "%s", describeTDXVerifyError(err, x.opts.TDXRoots != nil))
+	}
+	roots := "built-in Intel SGX Root CA"
+	if x.opts.TDXRoots != nil {
+		roots = "configured TDX roots"
+	}
+	verified := []Field{{"Trusted roots", roots}}
+	if x.opts.Offline {
+		verified = append(verified, Field{"Collateral and revocation", "not checked (offline)"})
+	} else {
+		verified = append(verified, Field{"Collateral and revocation", "checked against Intel PCS"})
+	}
+	if !bytes.Equal(q.GetHeader().GetQeVendorId(), intelQEVendorID) {
+		o := fail(stageConsistency, failure.EvidenceInvalid, "QE_VENDOR_ID is %x; expected Intel's %x", q.GetHeader().GetQeVendorId(), intelQEVendorID)
+		o.fields = verified
+		return o
+	}
+
+	var refs []TDXReference
+	if x.opts.Reference != nil {
+		refs = x.opts.Reference.tdxRefs()
+	}
+	var o outcome
+	if len(refs) == 0 {
+		o = evaluateTDX(q, d, nil, x)
+	} else {
+		var outs []outcome
+		for i := range refs {
+			outs = append(outs, evaluateTDX(q, d, &refs[i], x))
+			if outs[i].mode == failure.OK {
+				break
+			}
+		}
+		o = best(outs)
+	}
+	o.verified = true
+	// After the "Reference values" line every entry's outcome starts with.
+	o.fields = append(o.fields[:1:1], append(verified, o.fields[1:]...)...)
+	return o
+}
+
+func evaluateTDX(q *tpb.QuoteV4, d tdxDecoded, ref *TDXReference, x *expect) outcome {
+	src, name := "no reference values", "none"
+	if ref != nil {
+		src = fmt.Sprintf("manifest tdx[%d]", ref.Index)
+		name = src
+	}
+	o := evaluateTDXEntry(q, d, ref, x, src)
+	o.fields = append([]Field{{"Reference values", name}}, o.fields...)
+	return o
+}
+
+func evaluateTDXEntry(q *tpb.QuoteV4, d tdxDecoded, ref *TDXReference, x *expect, src string) outcome {
+	h, b := q.GetHeader(), q.GetTdQuoteBody()
+	if ok, detail := x.checkReportData(b.GetReportData()); !ok {
+		return fail(stageReportData, failure.ReportDataMismatch, "%s", detail)
+	}
+	if ok, detail := x.checkPolicy("MR_CONFIG_ID", policyHashOfTDX(q)); !ok {
+		return fail(stagePolicy, failure.PolicyHashMismatch, "%s", detail)
+	}
+	if ref == nil {
+		return outcome{mode: failure.OK, stage: stagePassed}
+	}
+
+	// What was launched.
+	exact := []struct {
+		name     string
+		observed []byte
+		expected []byte
+	}{
+		{"MR_TD", b.GetMrTd(), ref.MrTd},
+		{"RTMR[0]", nth(b.GetRtmrs(), 0), ref.Rtmrs[0]},
+		{"RTMR[1]", nth(b.GetRtmrs(), 1), ref.Rtmrs[1]},
+		{"RTMR[2]", nth(b.GetRtmrs(), 2), ref.Rtmrs[2]},
+		{"RTMR[3]", nth(b.GetRtmrs(), 3), ref.Rtmrs[3]},
+		{"MR_SEAM", b.GetMrSeam(), ref.MrSeam},
+		{"XFAM", b.GetXfam(), ref.Xfam},
+		{"TD_ATTRIBUTES", b.GetTdAttributes(), tdAttributes(ref)},
+	}
+	for _, f := range exact {
+		if f.expected != nil && !bytes.Equal(f.observed, f.expected) {
+			return fail(stageMeasurement, failure.MeasurementMismatch, "%s is %x; expected %x (from %s)", f.name, f.observed, f.expected, src)
+		}
+	}
+
+	// The platform it runs on.
+	if min := ref.MinimumTeeTcbSvn; min != nil {
+		for i, v := range b.GetTeeTcbSvn() {
+			if i < len(min) && v < min[i] {
+				return fail(stageTCB, failure.TCBMismatch, "TEE_TCB_SVN is %x; expected at least %x in every component (byte %d is %d < %d; MinimumTeeTcbSvn from %s)",
+					b.GetTeeTcbSvn(), min, i, v, min[i], src)
+			}
+		}
+	}
+	if ref.MinimumQeSvn != nil && le16(h.GetQeSvn()) < *ref.MinimumQeSvn {
+		return fail(stageTCB, failure.TCBMismatch, "QE SVN is %d; expected at least %d (MinimumQeSvn from %s)", le16(h.GetQeSvn()), *ref.MinimumQeSvn, src)
+	}
+	if ref.MinimumPceSvn != nil && le16(h.GetPceSvn()) < *ref.MinimumPceSvn {
+		return fail(stageTCB, failure.TCBMismatch, "PCE SVN is %d; expected at least %d (MinimumPceSvn from %s)", le16(h.GetPceSvn()), *ref.MinimumPceSvn, src)
+	}
+	needPCK := len(ref.AllowedPIIDs) > 0 || ref.MemoryIntegrity || ref.SMTDisabled || ref.StaticPlatform
+	if needPCK && d.pckInfo == nil {
+		return fail(stageTCB, failure.TCBMismatch, "%s constrains the platform (PIID, SGX type or configuration), but the PCK certificate cannot be read: %v", src, d.pckErr)
+	}
+	if len(ref.AllowedPIIDs) > 0 && !containsBytes(ref.AllowedPIIDs, d.pckInfo.piid) {
+		piid := "absent"
+		if d.pckInfo.piid != nil {
+			piid = hex.EncodeToString(d.pckInfo.piid)
+		}
+		return fail(stageTCB, failure.TCBMismatch, "PIID %s is not in the AllowedPIIDs of %s (%s)", piid, src, hexList(ref.AllowedPIIDs))
+	}
+	if ref.MemoryIntegrity && (d.pckInfo.sgxType == nil || *d.pckInfo.sgxType != sgxTypeScalableWithIntegrity) {
+		return fail(stageTCB, failure.TCBMismatch, "the PCK certificate's SGX type is %s; expected ScalableWithIntegrity (MemoryIntegrity from %s)", optSGXType(d.pckInfo.sgxType), src)
+	}
+	if ref.SMTDisabled && (d.pckInfo.smtEnabled == nil || *d.pckInfo.smtEnabled) {
+		return fail(stageTCB, failure.TCBMismatch, "the PCK certificate says SMT enabled is %s; expected false (SMTDisabled from %s)", optBool(d.pckInfo.smtEnabled), src)
+	}
+	if ref.StaticPlatform && (d.pckInfo.dynamicPlatform == nil || *d.pckInfo.dynamicPlatform) {
+		return fail(stageTCB, failure.TCBMismatch, "the PCK certificate says dynamic platform is %s; expected false (StaticPlatform from %s)", optBool(d.pckInfo.dynamicPlatform), src)
+	}
+
+	// What Contrast runs: go-tdx-guest's validation with the same options,
+	// which also enforces the fixed XFAM and TD attribute bits.
+	if err := validate.TdxQuote(q, contrastTDXOptions(ref)); err != nil {
+		mode, st := classifyTDXValidateError(err)
+		return fail(st, mode, "%v (from %s)", err, src)
+	}
+
+	o := outcome{
+		mode:     failure.OK,
+		stage:    stagePassed,
+		complete: x.policyHashes != nil && (!x.nonceGiven() || x.reportData != nil),
+	}
+	if ref.MinTCBEvaluationDataNumber > 0 {
+		o.fields = append(o.fields, Field{"MinTCBEvaluationDataNumber", fmt.Sprintf(
+			"%d: constrains the freshness of Intel's TCB collateral, not the quote; go-tdx-guest v0.3.1 does not check it", ref.MinTCBEvaluationDataNumber)})
+	}
+	return o
+}
+
+func nth(list [][]byte, i int) []byte {
+	if i < len(list) {
+		return list[i]
+	}
+	return nil
+}
+
+func tdAttributes(ref *TDXReference) []byte {
+	if ref.TdAttributes != nil {
+		return ref.TdAttributes
+	}
+	return contrastTdAttributes
+}
+
+// contrastTDXOptions are the validation options Contrast builds from a
+// reference-value entry, minus the report data and policy hash (checked
+// separately, before).
+func contrastTDXOptions(ref *TDXReference) *validate.Options {
+	opts := &validate.Options{
+		HeaderOptions: validate.HeaderOptions{QeVendorID: intelQEVendorID},
+		TdQuoteBodyOptions: validate.TdQuoteBodyOptions{
+			MinimumTeeTcbSvn: ref.MinimumTeeTcbSvn,
+			MrSeam:           ref.MrSeam,
+			TdAttributes:     tdAttributes(ref),
+			Xfam:             ref.Xfam,
+			MrTd:             ref.MrTd,
+			Rtmrs:            ref.Rtmrs[:],
+		},
+	}
+	if ref.MinimumQeSvn != nil {
+		opts.HeaderOptions.MinimumQeSvn = *ref.MinimumQeSvn
+	}
+	if ref.MinimumPceSvn != nil {
+		opts.HeaderOptions.MinimumPceSvn = *ref.MinimumPceSvn
+	}
+	return opts
+}
+
+// classifyTDXValidateError names the mode of a go-tdx-guest validation
+// error that ccproxy's own comparisons did not catch first.
+func classifyTDXValidateError(err error) (failure.Mode, stage) {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "QE_VENDOR_ID"):
+		return failure.EvidenceInvalid, stageConsistency
+	case strings.Contains(msg, "REPORT_DATA"):
+		return failure.ReportDataMismatch, stageReportData
+	case strings.Contains(msg, "MR_CONFIG_ID"):
+		return failure.PolicyHashMismatch, stagePolicy
+	case strings.Contains(msg, "security-version number"):
+		return failure.TCBMismatch, stageTCB
+	}
+	// MR_TD, RTMR, MR_SEAM, XFAM / TD attribute fixed bits.
+	return failure.MeasurementMismatch, stageMeasurement
+}
+
+func describeTDXVerifyError(err error, custom bool) string {
+	which := "the built-in Intel SGX Root CA"
+	if custom {
+		which = "the configured TDX roots"
+	}
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "unable to verify message digest"):
+		return fmt.Sprintf("the quote signature does not verify with its attestation key: %v", err)
+	case strings.Contains(msg, "QE report"), strings.Contains(msg, "QE Report"):
+		return fmt.Sprintf("the quoting enclave's report does not verify with the PCK certificate: %v", err)
+	case strings.Contains(msg, "PCK"), strings.Contains(msg, "root cert"), strings.Contains(msg, "Intermediate CA"):
+		return fmt.Sprintf("the PCK certificate chain does not verify against %s: %v", which, err)
+	}
+	return fmt.Sprintf("verifying the quote: %v", err)
+}
+
+func optBool(b *bool) string {
+	if b == nil {
+		return "absent"
+	}
+	return fmt.Sprint(*b)
+}
+
+func optSGXType(t *int) string {
+	if t == nil {
+		return "absent"
+	}
+	return sgxTypeName(*t)
+}
