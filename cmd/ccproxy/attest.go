@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/ccproxy-dev/ccproxy/attest"
@@ -14,19 +13,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// attestFlags are the flags of `ccproxy attest`.
-type attestFlags struct {
-	manifest     string
-	policyHashes []string
-	snpRoots     string
-	tdxRoots     string
-	offline      bool
-	nonce        string
-	output       string
-}
-
 func newAttestCmd() *cobra.Command {
-	var f attestFlags
 	cmd := &cobra.Command{
 		Use:   "attest FILE",
 		Short: "Decode, verify and validate a Coordinator certificate or raw SNP/TDX evidence",
@@ -58,82 +45,40 @@ Exit status: 0 when the failure mode is ok, 1 when the check found a failure,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runAttest(cmd, args[0], f)
+			return runAttest(cmd, args[0])
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.manifest, "manifest", "", "Contrast `manifest.json` whose reference values the evidence is validated against")
-	fl.StringSliceVar(&f.policyHashes, "coordinator-policy-hash", nil, "expected Coordinator policy `HEX` (SNP HOST_DATA / TDX MR_CONFIG_ID); default: the manifest's coordinator policy")
-	fl.StringVar(&f.snpRoots, "snp-trusted-roots", "", "`PEM` file with the AMD ARK and ASK to trust instead of AMD's")
-	fl.StringVar(&f.tdxRoots, "tdx-trusted-roots", "", "`PEM` file with the root to trust instead of the Intel SGX root CA")
-	fl.BoolVar(&f.offline, "offline", false, "never fetch certificates, CRLs or collateral; verify with what the evidence carries")
-	fl.StringVar(&f.nonce, "nonce", "", "the client's 32-byte nonce as `HEX`, to check the report data (certificates only)")
-	fl.StringVar(&f.output, "output", "text", "output format: text or json")
+	addEvidenceFlags(fl)
+	fl.String("nonce", "", "the client's 32-byte nonce as `HEX`, to check the report data (certificates only)")
+	fl.String("output", "text", "output format: text or json")
 	return cmd
 }
 
-// attestOptions turns the flags into attest.Options; errors are usage
-// errors naming the flag.
-func attestOptions(f attestFlags) (attest.Options, error) {
-	opts := attest.Options{Offline: f.offline}
-	var err error
-	if f.output != "text" && f.output != "json" {
-		return opts, usageErrorf("--output: %q is not text or json", f.output)
-	}
-	if f.manifest != "" {
-		m, err := attest.LoadManifest(f.manifest)
-		if err != nil {
-			return opts, usageErrorf("--manifest: %v", err)
-		}
-		opts.Reference = m
-	}
-	for _, h := range f.policyHashes {
-		b, err := hex.DecodeString(strings.TrimSpace(h))
-		if err != nil || len(b) != 32 {
-			return opts, usageErrorf("--coordinator-policy-hash: %q is not 64 hex digits (a SHA-256 policy hash)", h)
-		}
-		opts.PolicyHashes = append(opts.PolicyHashes, b)
-	}
-	if f.nonce != "" {
-		b, err := hex.DecodeString(f.nonce)
-		if err != nil || len(b) != 32 {
-			return opts, usageErrorf("--nonce: %q is not 64 hex digits (a 32-byte nonce)", f.nonce)
-		}
-		opts.Nonce = b
-	}
-	if f.snpRoots != "" {
-		if opts.SNPRoots, err = readRootsFlag("--snp-trusted-roots", f.snpRoots, func(b []byte) attest.Options {
-			return attest.Options{SNPRoots: b}
-		}); err != nil {
-			return opts, err
-		}
-	}
-	if f.tdxRoots != "" {
-		if opts.TDXRoots, err = readRootsFlag("--tdx-trusted-roots", f.tdxRoots, func(b []byte) attest.Options {
-			return attest.Options{TDXRoots: b}
-		}); err != nil {
-			return opts, err
-		}
-	}
-	return opts, nil
-}
-
-// readRootsFlag reads a roots file and checks that it parses.
-func readRootsFlag(flag, path string, asOptions func([]byte) attest.Options) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, usageErrorf("%s: %v", flag, err)
-	}
-	if err := asOptions(b).Validate(); err != nil {
-		return nil, usageErrorf("%s %s: %v", flag, path, err)
-	}
-	return b, nil
-}
-
-func runAttest(cmd *cobra.Command, file string, f attestFlags) error {
-	opts, err := attestOptions(f)
+func runAttest(cmd *cobra.Command, file string) error {
+	s, err := loadSettings(cmd)
 	if err != nil {
 		return err
+	}
+	output, err := s.Enum("output", "text", "json")
+	if err != nil {
+		return err
+	}
+	ec, err := parseEvidenceConfig(s)
+	if err != nil {
+		return err
+	}
+	ev, err := ec.load()
+	if err != nil {
+		return err
+	}
+	opts := ev.opts
+	if n := s.String("nonce"); n != "" {
+		b, err := hex.DecodeString(n)
+		if err != nil || len(b) != 32 {
+			return usageErrorf("--nonce: %q is not 64 hex digits (a 32-byte nonce)", n)
+		}
+		opts.Nonce = b
 	}
 	var data []byte
 	if file == "-" {
@@ -146,7 +91,7 @@ func runAttest(cmd *cobra.Command, file string, f attestFlags) error {
 	}
 	res := attest.CheckFile(cmd.Context(), data, opts)
 	out := cmd.OutOrStdout()
-	if f.output == "json" {
+	if output == "json" {
 		err = writeAttestJSON(out, file, res)
 	} else {
 		err = writeAttestText(out, res)

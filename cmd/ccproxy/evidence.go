@@ -16,16 +16,16 @@ import (
 // against; relay mode, probe and attest share them.
 func addEvidenceFlags(f *pflag.FlagSet) {
 	f.String("manifest", "", "Contrast manifest.json whose reference values (and coordinator policy) evidence is validated against")
-	f.String("coordinator-policy-hash", "", "expected Coordinator policy hash, 64 hex chars (SNP HOST_DATA / TDX MR_CONFIG_ID); overrides the manifest's")
-	f.String("snp-trusted-roots", "", "PEM file with AMD ARK/ASK to trust instead of the built-in roots")
-	f.String("tdx-trusted-roots", "", "PEM file with the Intel SGX root CA to trust instead of the built-in one")
+	f.StringSlice("coordinator-policy-hash", nil, "expected Coordinator policy `HEX` hash, 64 hex chars (SNP HOST_DATA / TDX MR_CONFIG_ID), repeatable; overrides the manifest's")
+	f.String("snp-trusted-roots", "", "`PEM` file with AMD ARK/ASK to trust instead of the built-in roots")
+	f.String("tdx-trusted-roots", "", "`PEM` file with the Intel SGX root CA to trust instead of the built-in one")
 	f.Bool("offline", false, "never fetch certificates, CRLs or collateral; verify with what the evidence carries")
 }
 
 // evidenceConfig is the validated form of the evidence flags.
 type evidenceConfig struct {
 	manifestPath string
-	policyHash   []byte
+	policyHashes [][]byte
 	snpRootsPath string
 	tdxRootsPath string
 	offline      bool
@@ -40,12 +40,12 @@ func parseEvidenceConfig(s *settings) (evidenceConfig, error) {
 	if c.offline, err = s.Bool("offline"); err != nil {
 		return c, err
 	}
-	if h := s.String("coordinator-policy-hash"); h != "" {
+	for _, h := range s.StringList("coordinator-policy-hash") {
 		b, err := hex.DecodeString(strings.TrimPrefix(h, "0x"))
 		if err != nil || len(b) != 32 {
-			return c, usageErrorf("%s: %q is not 64 hex characters (32 bytes)", where("coordinator-policy-hash"), h)
+			return c, usageErrorf("%s: %q is not 64 hex characters (a SHA-256 policy hash)", where("coordinator-policy-hash"), h)
 		}
-		c.policyHash = b
+		c.policyHashes = append(c.policyHashes, b)
 	}
 	return c, nil
 }
@@ -67,10 +67,10 @@ func (c evidenceConfig) load() (*evidence, error) {
 		}
 		opts.Reference = m
 	}
-	if c.policyHash != nil {
-		opts.PolicyHashes = [][]byte{c.policyHash}
-	}
-	read := func(flag, path string) ([]byte, error) {
+	opts.PolicyHashes = c.policyHashes
+	// Each roots file is read and parsed on its own, so an error names
+	// the flag that brought it.
+	read := func(flag, path string, asOptions func([]byte) attest.Options) ([]byte, error) {
 		if path == "" {
 			return nil, nil
 		}
@@ -78,17 +78,17 @@ func (c evidenceConfig) load() (*evidence, error) {
 		if err != nil {
 			return nil, usageErrorf("--%s: %v", flag, err)
 		}
+		if err := asOptions(b).Validate(); err != nil {
+			return nil, usageErrorf("--%s %s: %v", flag, path, err)
+		}
 		return b, nil
 	}
 	var err error
-	if opts.SNPRoots, err = read("snp-trusted-roots", c.snpRootsPath); err != nil {
+	if opts.SNPRoots, err = read("snp-trusted-roots", c.snpRootsPath, func(b []byte) attest.Options { return attest.Options{SNPRoots: b} }); err != nil {
 		return nil, err
 	}
-	if opts.TDXRoots, err = read("tdx-trusted-roots", c.tdxRootsPath); err != nil {
+	if opts.TDXRoots, err = read("tdx-trusted-roots", c.tdxRootsPath, func(b []byte) attest.Options { return attest.Options{TDXRoots: b} }); err != nil {
 		return nil, err
-	}
-	if err := opts.Validate(); err != nil {
-		return nil, usageErrorf("evidence options: %v", err)
 	}
 	return &evidence{opts: opts}, nil
 }
