@@ -56,6 +56,9 @@ type Row struct {
 	Pass      bool
 	Why       string // why it did not pass
 	Took      time.Duration
+	// Connections are the modes of every connection the relay named in
+	// this scenario (a gRPC client may open more than one).
+	Connections []failure.Mode
 }
 
 // Report is a whole run.
@@ -267,8 +270,8 @@ func (e *env) run(ctx context.Context, sc Scenario) Row {
 
 	// The relay names each connection when it closes; the client has just
 	// closed its own, and a refining probe may still be running.
-	if v, ok := pickVerdict(verdicts); ok {
-		row.Named, row.Detail = v.Mode, v.Detail
+	if v, all, ok := pickVerdict(verdicts); ok {
+		row.Named, row.Detail, row.Connections = v.Mode, v.Detail, all
 	} else {
 		row.Why = "the relay named no connection"
 	}
@@ -301,7 +304,7 @@ type connVerdict struct {
 // and returns the one that tells the story: a gRPC client may open a
 // connection it never uses, so the earliest connection that carried a
 // ClientHello wins, and a bare connect-and-close only when nothing else came.
-func pickVerdict(ch <-chan connVerdict) (inspect.Verdict, bool) {
+func pickVerdict(ch <-chan connVerdict) (inspect.Verdict, []failure.Mode, bool) {
 	var got []connVerdict
 	wait := time.After(15 * time.Second)
 	for {
@@ -317,7 +320,11 @@ func pickVerdict(ch <-chan connVerdict) (inspect.Verdict, bool) {
 		break
 	}
 	if len(got) == 0 {
-		return inspect.Verdict{}, false
+		return inspect.Verdict{}, nil, false
+	}
+	all := make([]failure.Mode, len(got))
+	for i, cv := range got {
+		all[i] = cv.v.Mode
 	}
 	best := -1
 	for i, cv := range got {
@@ -331,7 +338,7 @@ func pickVerdict(ch <-chan connVerdict) (inspect.Verdict, bool) {
 	if best < 0 {
 		best = 0
 	}
-	return got[best].v, true
+	return got[best].v, all, true
 }
 
 func judge(sc Scenario, row Row, clientErr error, why string) (bool, string) {
