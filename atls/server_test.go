@@ -60,6 +60,8 @@ type serverResult struct {
 
 // handshake runs one aTLS handshake over loopback TCP and returns the client's
 // error and state, the server's result, and the first bytes the server sent.
+//
+//lint:ignore ST1008 the client's error belongs next to the client's state.
 func handshake(t *testing.T, srvCfg *tls.Config, cliCfg *tls.Config) (tls.ConnectionState, error, serverResult, []byte) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -357,7 +359,7 @@ func TestServerNonceFromAcceptableCAs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	//nolint:staticcheck // Subjects is the exact DER list Go's server sends.
+	//lint:ignore SA1019 Subjects is the exact DER list Go's server sends.
 	good := pool.Subjects()
 	notB64, _ := asn1.Marshal(rdn(t, "not base64!"))
 	noCN, _ := asn1.Marshal(rdnOID(t, asn1.ObjectIdentifier{2, 5, 4, 10}, "org"))
@@ -399,7 +401,7 @@ func FuzzServerNonceFromAcceptableCAs(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	//nolint:staticcheck // see above
+	//lint:ignore SA1019 Subjects is the exact DER list Go's server sends.
 	f.Add(pool.Subjects()[0])
 	f.Add([]byte{0x30, 0x00})
 	f.Add([]byte{})

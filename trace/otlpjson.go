@@ -193,7 +193,7 @@ func putAttrs(m pcommon.Map, kvs []attribute.KeyValue) {
 				s.AppendEmpty().SetStr(v)
 			}
 		default:
-			m.PutStr(k, kv.Value.Emit())
+			m.PutStr(k, kv.Value.String())
 		}
 	}
 }

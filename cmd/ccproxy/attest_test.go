@@ -26,7 +26,6 @@ import (
 // roots, and certificates / raw evidence.
 type attestFixture struct {
 	dir, manifest, snpRoots, tdxRoots string
-	nonce                             string
 }
 
 func newAttestFixture(t *testing.T) (*attestFixture, *attesttest.Authority) {

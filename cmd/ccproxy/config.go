@@ -158,9 +158,7 @@ func (s *settings) Bool(key string) (bool, error) {
 func (s *settings) StringList(key string) []string {
 	var out []string
 	for _, item := range s.v.GetStringSlice(key) {
-		for _, f := range strings.FieldsFunc(item, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' }) {
-			out = append(out, f)
-		}
+		out = append(out, strings.FieldsFunc(item, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' })...)
 	}
 	return out
 }

@@ -98,7 +98,7 @@ func (c *creds) ServerHandshake(net.Conn) (net.Conn, credentials.AuthInfo, error
 }
 
 func (c *creds) Info() credentials.ProtocolInfo {
-	return credentials.ProtocolInfo{SecurityProtocol: "tls", SecurityVersion: "1.2"}
+	return credentials.ProtocolInfo{SecurityProtocol: "tls"}
 }
 
 // Clone shares the attempt log on purpose: gRPC clones credentials per

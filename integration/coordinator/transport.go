@@ -94,7 +94,7 @@ func (s *serverCreds) ClientHandshake(context.Context, string, net.Conn) (net.Co
 }
 
 func (s *serverCreds) Info() credentials.ProtocolInfo {
-	return credentials.ProtocolInfo{SecurityProtocol: "tls", SecurityVersion: "1.2"}
+	return credentials.ProtocolInfo{SecurityProtocol: "tls"}
 }
 
 func (s *serverCreds) Clone() credentials.TransportCredentials {
