@@ -27,7 +27,14 @@ func shortDuration(d time.Duration) string {
 	if d < 0 {
 		d = -d
 	}
-	d = d.Round(time.Second)
+	// Hours are shown with minutes only, so round to the minute there:
+	// certificate times are whole seconds, and a 3 h offset measured a
+	// moment later must not read 2h59m.
+	if d >= time.Hour {
+		d = d.Round(time.Minute)
+	} else {
+		d = d.Round(time.Second)
+	}
 	h, m, s := int(d/time.Hour), int(d%time.Hour/time.Minute), int(d%time.Minute/time.Second)
 	switch {
 	case h > 0 && m == 0 && s == 0:

@@ -25,6 +25,7 @@ type analyzeFlags struct {
 	jaegerService string
 	limit         int
 	timeout       time.Duration
+	trace         string
 }
 
 func newAnalyzeCmd() *cobra.Command {
@@ -43,6 +44,11 @@ ccproxy --trace-file and the OpenTelemetry Collector's file exporter write it;
 "-" reads standard input. Malformed lines are reported with file:line and
 skipped. With --jaeger the same spans are read from Jaeger's query API.
 
+--output html writes a self-contained page (no script, no external assets):
+the summary by failure mode and, for the latest connections that match --mode,
+--since or --trace, a waterfall of each connection's spans with its TLS records
+as ticks and its attributes, like a tracing UI would draw it.
+
 Exit status: 0 when the summary was printed (whatever the modes in it), 2 for a
 usage error or unreadable input.`,
 		Example: `  # everything in a trace file
@@ -52,13 +58,17 @@ usage error or unreadable input.`,
   ccproxy analyze --since 1h --mode lb_closed_early --bucket 1m --output json traces.jsonl
 
   # from Jaeger
-  ccproxy analyze --jaeger http://127.0.0.1:16686 --since 2025-05-06T10:00:00Z`,
+  ccproxy analyze --jaeger http://127.0.0.1:16686 --since 2025-05-06T10:00:00Z
+
+  # a page with the failed connections' waterfalls, or one trace
+  ccproxy analyze --output html --mode policy_hash_mismatch traces.jsonl > failed.html
+  ccproxy analyze --output html --trace 881c5d2a716823d3c8325605917808c0 traces.jsonl > one.html`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runAnalyze(cmd, args, f)
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.output, "output", "text", "output format: text or json")
+	fl.StringVar(&f.output, "output", "text", "output format: text, json or html")
 	fl.DurationVar(&f.bucket, "bucket", 0, "width of the time buckets, e.g. 1m (default: chosen from the time span)")
 	fl.StringVar(&f.since, "since", "", "only connections that started after this: a `DURATION` ago (1h) or an RFC 3339 time")
 	fl.StringVar(&f.mode, "mode", "", "only connections with this failure `MODE` (e.g. lb_closed_early)")
@@ -67,12 +77,13 @@ usage error or unreadable input.`,
 	fl.StringVar(&f.jaegerService, "jaeger-service", "ccproxy", "service name the spans were exported under (with --jaeger)")
 	fl.IntVar(&f.limit, "limit", 1000, "most traces to fetch (with --jaeger)")
 	fl.DurationVar(&f.timeout, "timeout", time.Minute, "how long to wait for Jaeger (with --jaeger)")
+	fl.StringVar(&f.trace, "trace", "", "draw only the trace with this `ID` (hex; with --output html)")
 	return cmd
 }
 
 func runAnalyze(cmd *cobra.Command, files []string, f analyzeFlags) error {
-	if f.output != "text" && f.output != "json" {
-		return usageErrorf("--output: %q is not text or json", f.output)
+	if f.output != "text" && f.output != "json" && f.output != "html" {
+		return usageErrorf("--output: %q is not text, json or html", f.output)
 	}
 	opts := analyze.Options{Bucket: f.bucket, TopDetails: f.top}
 	if f.bucket < 0 {
@@ -97,6 +108,27 @@ func runAnalyze(cmd *cobra.Command, files []string, f analyzeFlags) error {
 			return usageErrorf("--since: %v", err)
 		}
 		opts.Since = t
+	}
+
+	sel := analyze.TraceSelection{Filter: opts}
+	switch {
+	case f.trace != "" && f.output != "html":
+		return usageErrorf("--trace: only with --output html")
+	case f.trace != "":
+		id, err := analyze.ParseTraceID(f.trace)
+		if err != nil {
+			return usageErrorf("--trace: %v", err)
+		}
+		sel.TraceID = id
+	}
+	if f.output == "html" && f.jaeger != "" {
+		return usageErrorf("--output: html draws traces from files; with --jaeger use text or json")
+	}
+	var traces *analyze.TraceCollector
+	read := analyze.ReadOTLPJSON
+	if f.output == "html" {
+		traces = analyze.NewTraceCollector(sel)
+		read = traces.ReadOTLPJSON
 	}
 
 	var conns []analyze.Connection
@@ -130,7 +162,7 @@ func runAnalyze(cmd *cobra.Command, files []string, f analyzeFlags) error {
 		return usageErrorf("no input: give trace files (- for standard input) or --jaeger URL")
 	default:
 		for _, name := range files {
-			st, err := readTraceFile(cmd, name, collect)
+			st, err := readTraceFile(cmd, name, read, collect)
 			if err != nil {
 				return err
 			}
@@ -143,13 +175,19 @@ func runAnalyze(cmd *cobra.Command, files []string, f analyzeFlags) error {
 	if stats.Skipped > 0 {
 		fmt.Fprintf(cmd.ErrOrStderr(), "ccproxy analyze: skipped %d malformed lines (first: %s)\n", stats.Skipped, firstOr(stats.Problems, "?"))
 	}
-	if f.output == "json" {
+	switch f.output {
+	case "json":
 		return sum.WriteJSON(cmd.OutOrStdout())
+	case "html":
+		page := analyze.HTMLPage{Summary: sum, Traces: traces.Traces(), Matched: traces.Matched(), TraceID: f.trace}
+		return page.Write(cmd.OutOrStdout())
 	}
 	return sum.WriteText(cmd.OutOrStdout())
 }
 
-func readTraceFile(cmd *cobra.Command, name string, fn func(analyze.Connection)) (analyze.ReadStats, error) {
+type traceReader func(r io.Reader, name string, fn func(analyze.Connection)) (analyze.ReadStats, error)
+
+func readTraceFile(cmd *cobra.Command, name string, read traceReader, fn func(analyze.Connection)) (analyze.ReadStats, error) {
 	var r io.Reader
 	if name == "-" {
 		r = cmd.InOrStdin()
@@ -162,7 +200,7 @@ func readTraceFile(cmd *cobra.Command, name string, fn func(analyze.Connection))
 		defer fh.Close()
 		r = fh
 	}
-	return analyze.ReadOTLPJSON(r, name, fn)
+	return read(r, name, fn)
 }
 
 // parseSince reads --since: a duration before now, or an RFC 3339 time.

@@ -100,7 +100,8 @@ var sharedKeys = map[string]bool{
 	"admin-listen": true, "trace-file": true, "otlp-endpoint": true, "manifest": true,
 	"coordinator-policy-hash": true, "snp-trusted-roots": true, "tdx-trusted-roots": true,
 	"offline": true, "log-format": true, "log-level": true, "probe-cache": true, "probe": true,
-	"output": true, "config": true,
+	"output": true, "config": true, "coordinator": true, "nonce-in": true, "tls-max-version": true,
+	"timeout": true, "nonce": true,
 }
 
 // where names every place a key can be set, for error messages.

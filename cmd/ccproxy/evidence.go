@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/ccproxy-dev/ccproxy/attest"
+	"github.com/ccproxy-dev/ccproxy/probe"
 	"github.com/ccproxy-dev/ccproxy/proxy/watch"
 )
 
@@ -102,5 +103,14 @@ func (e *evidence) refiner(cfg *relayConfig) watch.Refiner {
 	if !cfg.probe {
 		return nil
 	}
-	return nil
+	// A probe connection gets what a relayed one gets: the dial timeout,
+	// then the issuer deadline for the handshake.
+	timeout := cfg.dialTimeout + cfg.issuerDeadline
+	if cfg.dialTimeout <= 0 || cfg.issuerDeadline <= 0 {
+		timeout = probe.DefaultTimeout
+	}
+	return probe.NewRefiner(probe.RefinerConfig{
+		Probe:    probe.Config{Attest: e.opts, Timeout: timeout},
+		CacheTTL: cfg.probeCache,
+	}).Refine
 }

@@ -72,6 +72,8 @@ CCPROXY_* environment variable (--idle-timeout: idle-timeout, CCPROXY_IDLE_TIMEO
 		newAttestCmd(),
 		newExplainCmd(),
 		newAnalyzeCmd(),
+		newProbeCmd(),
+		newTunnelCmd(),
 	)
 	return root
 }

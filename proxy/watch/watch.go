@@ -20,7 +20,10 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -167,6 +170,10 @@ type conn struct {
 	hsStart   time.Time
 	certCheck chan Evidence // TLS 1.2: the running evidence check
 	issuerObs bool
+
+	// chunkAt[dir] is when the chunk being parsed in dir passed the relay:
+	// its events happened then, not when the parser got to them.
+	chunkAt [2]atomic.Int64
 }
 
 func (o *conn) Dialed(up net.Conn, err error, took time.Duration) {
@@ -193,6 +200,7 @@ func (o *conn) Dialed(up net.Conn, err error, took time.Duration) {
 }
 
 func (o *conn) Data(dir proxy.Direction, p []byte, at time.Time) {
+	o.chunkAt[inspectDir(dir)].Store(at.UnixNano())
 	o.mu.Lock()
 	o.cls.Data(inspectDir(dir), len(p), at)
 	o.mu.Unlock()
@@ -220,7 +228,7 @@ func (o *conn) Inspecting(dir proxy.Direction) bool {
 // onEvent is the parsers' sink; both parsers call it, each from its own
 // direction's goroutine.
 func (o *conn) onEvent(ev inspect.Event) {
-	now := time.Now()
+	now := time.Unix(0, o.chunkAt[ev.Dir].Load())
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	hadHello := o.cls.HelloDone()
@@ -367,7 +375,7 @@ func (o *conn) Closed(s proxy.Stats) {
 	span := o.span
 	span.SetAttributes(
 		trace.FailureMode.String(string(v.Mode)),
-		trace.FailureDetail.String(v.Detail),
+		trace.FailureDetail.String(sentence(v.Detail)),
 		trace.BytesClientToUp.Int64(s.ClientToUpstream),
 		trace.BytesUpToClient.Int64(s.UpstreamToClient),
 	)
@@ -401,12 +409,22 @@ func (o *conn) Closed(s proxy.Stats) {
 	}
 	o.w.cfg.Logger.Info("connection",
 		"client", addrString(o.info.Client), "upstream", o.info.Route.Upstream,
-		"failure_mode", string(v.Mode), "detail", v.Detail,
+		"failure_mode", string(v.Mode), "detail", sentence(v.Detail),
 		"bytes_in", s.ClientToUpstream, "bytes_out", s.UpstreamToClient,
 		"duration", s.Closed.Sub(o.info.Accepted).Round(time.Millisecond).String())
 	if o.w.cfg.OnVerdict != nil {
-		o.w.cfg.OnVerdict(o.info, v)
+		o.w.cfg.OnVerdict(o.info, inspect.Verdict{Mode: v.Mode, Detail: sentence(v.Detail)})
 	}
+}
+
+// sentence makes a detail from any source (classifier, attest, probe) read
+// as the contract's "one human sentence": capitalized.
+func sentence(s string) string {
+	r, n := utf8.DecodeRuneInString(s)
+	if n == 0 || unicode.IsUpper(r) {
+		return s
+	}
+	return string(unicode.ToUpper(r)) + s[n:]
 }
 
 // needsProbe reports the wire verdicts an active probe can make exact.

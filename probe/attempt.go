@@ -1,0 +1,283 @@
+package probe
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/ccproxy-dev/ccproxy/atls"
+	"github.com/ccproxy-dev/ccproxy/attest"
+	"github.com/ccproxy-dev/ccproxy/failure"
+	"github.com/ccproxy-dev/ccproxy/proxy/inspect"
+)
+
+// Attempt is one connection of a probe.
+type Attempt struct {
+	// NonceStyle is alpn or sni.
+	NonceStyle string `json:"nonce_style"`
+	// ServerName and ALPN are what the ClientHello offered.
+	ServerName string   `json:"server_name,omitempty"`
+	ALPN       []string `json:"alpn,omitempty"`
+	// Nonce is the client nonce, hex.
+	Nonce string `json:"nonce"`
+	// Address is the IP:port connected to.
+	Address string       `json:"address,omitempty"`
+	Mode    failure.Mode `json:"failure_mode"`
+	Detail  string       `json:"failure_detail,omitempty"`
+	// Error is the error text the probe's own client saw (TLS, gRPC or
+	// dial), which is what a Contrast CLI would print.
+	Error              string         `json:"error,omitempty"`
+	TLSVersion         string         `json:"tls_version,omitempty"`
+	NegotiatedProtocol string         `json:"negotiated_protocol,omitempty"`
+	Timings            Timings        `json:"timings_ms"`
+	Evidence           *attest.Result `json:"evidence,omitempty"`
+	State              *State         `json:"state,omitempty"`
+	Start              time.Time      `json:"-"`
+	End                time.Time      `json:"-"`
+}
+
+// prober runs the attempts of one Run or one refinement.
+type prober struct {
+	cfg        Config
+	host, port string
+	api        bool
+}
+
+// attempt makes one connection: dial, attested handshake with a fresh nonce
+// placed by style, evidence check and, if p.api, the user API. Its error is
+// only for a failure of this host (no randomness).
+func (p *prober) attempt(ctx context.Context, style atls.NonceStyle, sni string) (*Attempt, error) {
+	nonce, err := atls.NewNonce()
+	if err != nil {
+		return nil, err
+	}
+	timeout := p.cfg.timeout()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	a := &Attempt{NonceStyle: style.String(), Nonce: hex.EncodeToString(nonce), Start: time.Now()}
+	defer func() { a.End = time.Now() }()
+
+	w := newWire(timeout)
+	raw, err := p.dial(ctx, &a.Timings)
+	w.dialed(err)
+	if err != nil {
+		v := w.verdict()
+		a.Mode, a.Detail, a.Error = v.Mode, v.Detail, err.Error()
+		return a, nil
+	}
+	a.Address = raw.RemoteAddr().String()
+	conn := &tappedConn{Conn: raw, w: w}
+
+	// The evidence check runs inside the handshake, as the CLI's does: a
+	// Coordinator whose evidence fails is never talked to.
+	var seen *x509.Certificate
+	var ev *attest.Result
+	cfg := atls.ClientConfig(nonce, style, sni, func(cert *x509.Certificate) error {
+		r := p.check(ctx, cert, nonce)
+		ev = &r
+		if r.Mode != failure.OK {
+			return fmt.Errorf("%s: %s", r.Mode, r.Detail)
+		}
+		return nil
+	})
+	// atls checks the certificate's validity at this host's time before it
+	// calls the evidence check; keep the certificate so a clock skew is
+	// still measured and named.
+	processCert := cfg.VerifyPeerCertificate
+	cfg.VerifyPeerCertificate = func(rawCerts [][]byte, chains [][]*x509.Certificate) error {
+		if len(rawCerts) > 0 {
+			seen, _ = x509.ParseCertificate(rawCerts[0])
+		}
+		return processCert(rawCerts, chains)
+	}
+	cfg.MaxVersion = p.cfg.maxVersion()
+	a.ServerName, a.ALPN = cfg.ServerName, cfg.NextProtos
+
+	tc := tls.Client(conn, cfg)
+	hsStart := time.Now()
+	hsErr := tc.HandshakeContext(ctx)
+	a.Timings.Handshake = time.Since(hsStart)
+	f := w.facts()
+	if f.FirstByteSeen {
+		a.Timings.FirstByte = f.FirstByte
+	}
+	if f.Version != 0 {
+		// Known from the ServerHello also when the handshake failed later.
+		a.TLSVersion = inspect.VersionName(f.Version)
+	}
+	if ev == nil && seen != nil {
+		r := p.check(ctx, seen, nonce)
+		ev = &r
+	}
+	a.Evidence = ev
+
+	if hsErr != nil {
+		tc.Close()
+		a.Error = hsErr.Error()
+		if ev != nil && ev.Mode != failure.OK {
+			a.Mode, a.Detail = ev.Mode, ev.Detail
+			return a, nil
+		}
+		v := w.verdict()
+		a.Mode, a.Detail = v.Mode, sentence(v.Detail)+" The probe's TLS client: "+hsErr.Error()+"."
+		return a, nil
+	}
+	state := tc.ConnectionState()
+	a.TLSVersion = inspect.VersionName(state.Version)
+	a.NegotiatedProtocol = state.NegotiatedProtocol
+	attested := handshakeSummary(a, ev)
+	if !p.api {
+		tc.Close()
+		a.Mode, a.Detail = failure.OK, attested+"."
+		return a, nil
+	}
+
+	apiStart := time.Now()
+	st, apiErr := getManifests(ctx, tc, state, net.JoinHostPort(p.host, p.port))
+	a.Timings.UserAPI = time.Since(apiStart)
+	tc.Close()
+	a.State = st
+	if apiErr != nil {
+		a.Error = apiErr.Error()
+	}
+	a.Mode, a.Detail = judgeState(st, apiErr, p.cfg.manifest(), w.verdict, attested)
+	return a, nil
+}
+
+// check runs attest on the Coordinator's certificate, bound to nonce.
+func (p *prober) check(ctx context.Context, cert *x509.Certificate, nonce []byte) attest.Result {
+	opts := p.cfg.Attest
+	opts.Nonce, opts.SPKI = nonce, nil
+	return attest.CheckCertificate(ctx, cert, opts)
+}
+
+// dial resolves (timed separately) and connects, trying each address in
+// the resolver's order; the first error is returned, as net.Dialer does.
+func (p *prober) dial(ctx context.Context, t *Timings) (net.Conn, error) {
+	ips := []string{p.host}
+	if net.ParseIP(p.host) == nil {
+		start := time.Now()
+		addrs, err := p.cfg.resolver().LookupIPAddr(ctx, p.host)
+		t.DNS = time.Since(start)
+		if err != nil {
+			return nil, err
+		}
+		ips = ips[:0]
+		for _, a := range addrs {
+			s := a.IP.String()
+			if a.Zone != "" {
+				s += "%" + a.Zone
+			}
+			ips = append(ips, s)
+		}
+		if len(ips) == 0 {
+			return nil, &net.DNSError{Err: "no addresses", Name: p.host, IsNotFound: true}
+		}
+	}
+	d := p.cfg.dialer()
+	start := time.Now()
+	defer func() { t.Connect = time.Since(start) }()
+	var first error
+	for _, ip := range ips {
+		c, err := d.DialContext(ctx, "tcp", net.JoinHostPort(ip, p.port))
+		if err == nil {
+			return c, nil
+		}
+		if first == nil {
+			first = err
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, first
+}
+
+// handshakeSummary is the first half of an ok detail: what was attested.
+func handshakeSummary(a *Attempt, ev *attest.Result) string {
+	s := fmt.Sprintf("Attested handshake finished (TLS %s, nonce in the %s)", a.TLSVersion, nonceWhere(a.NonceStyle))
+	if ev == nil {
+		return s
+	}
+	s += fmt.Sprintf("; %s evidence %s", platformName(ev.Platform), ev.Verdict)
+	if ev.Verdict != attest.Verified {
+		s += " (not every value could be checked: see the evidence fields)"
+	}
+	return s
+}
+
+func nonceWhere(style string) string {
+	if style == atls.SourceSNI {
+		return "SNI"
+	}
+	return "ALPN entry"
+}
+
+func platformName(p string) string {
+	switch p {
+	case attest.PlatformSNP:
+		return "SEV-SNP"
+	case attest.PlatformTDX:
+		return "TDX"
+	case "":
+		return "the"
+	}
+	return p
+}
+
+// versionCheck decides coordinator_version_mismatch. When an ALPN-style
+// handshake failed the way a Coordinator that reads the nonce only from the
+// SNI makes it fail — internal_error because the SNI (the dial authority)
+// is not base64, or evidence bound to an empty nonce because there was no
+// SNI — it probes once more with the nonce in the SNI. ok means that
+// handshake got a certificate: the issuer works, only the nonce placement
+// differs. second is nil when no second probe was warranted; otherwise v
+// says what was concluded (with ok false, a sentence to append).
+func (p *prober) versionCheck(ctx context.Context, first *Attempt) (second *Attempt, v inspect.Verdict, ok bool, err error) {
+	if !oldCoordinatorSymptom(first) {
+		return nil, v, false, nil
+	}
+	second, err = p.attempt(ctx, atls.NonceSNI, "")
+	if err != nil {
+		return nil, v, false, err
+	}
+	if second.Evidence == nil {
+		return second, inspect.Verdict{Mode: first.Mode, Detail: fmt.Sprintf(
+			"Retrying with the nonce in the SNI, as older CLIs send it, failed too (%s), so the Coordinator is not merely older than the CLI.", second.Mode)}, false, nil
+	}
+	how := fmt.Sprintf("answered a ClientHello carrying the nonce in the ALPN entry (SNI %q) with a plaintext internal_error alert", first.ServerName)
+	if first.Mode == failure.ReportDataMismatch {
+		how = "bound its evidence to an empty nonce when the ClientHello carried the nonce in the ALPN entry and no SNI"
+	}
+	detail := fmt.Sprintf("The Coordinator %s, but issued a valid attestation document for the nonce in the SNI: it reads the nonce only from the SNI, so it predates this CLI. Use the Contrast CLI release that matches the Coordinator, or upgrade the Coordinator.", how)
+	if second.Mode != failure.OK {
+		detail += fmt.Sprintf(" With the nonce in the SNI the probe then found %s: %s", second.Mode, second.Detail)
+	}
+	return second, inspect.Verdict{Mode: failure.CoordinatorVersionMismatch, Detail: detail}, true, nil
+}
+
+// oldCoordinatorSymptom reports whether an ALPN-style attempt failed the way
+// only an SNI-reading (older) Coordinator makes it fail.
+func oldCoordinatorSymptom(a *Attempt) bool {
+	if a.NonceStyle != atls.SourceALPN {
+		return false
+	}
+	switch a.Mode {
+	case failure.IssuerError:
+		return !isSNINonce(a.ServerName)
+	case failure.ReportDataMismatch:
+		return a.ServerName == ""
+	}
+	return false
+}
+
+// isSNINonce reports whether an older Coordinator would read sni as a
+// nonce: standard base64 of NonceSize bytes.
+func isSNINonce(sni string) bool {
+	n, err := atls.NonceFromSNI(sni)
+	return err == nil && len(n) == atls.NonceSize
+}

@@ -1,0 +1,311 @@
+package probe_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ccproxy-dev/ccproxy/attest"
+	"github.com/ccproxy-dev/ccproxy/attest/attesttest"
+	"github.com/ccproxy-dev/ccproxy/failure"
+	"github.com/ccproxy-dev/ccproxy/integration/coordinator"
+	"github.com/ccproxy-dev/ccproxy/probe"
+)
+
+// TestRunNamesCoordinatorStates drives the simulated Coordinator's knobs
+// through probe.Run and checks the mode and the facts the report names.
+func TestRunNamesCoordinatorStates(t *testing.T) {
+	otherPolicy := "" // filled from the report: the fault's hash is the Coordinator's business
+	tests := []struct {
+		name     string
+		cfg      coordinator.Config
+		localhst bool // dial "localhost:port": the ALPN hello carries SNI localhost
+		mod      func(*probe.Config)
+		want     failure.Mode
+		check    func(t *testing.T, rep *probe.Report)
+	}{
+		{
+			name: "healthy snp", want: failure.OK,
+			check: func(t *testing.T, rep *probe.Report) {
+				if rep.Evidence == nil || rep.Evidence.Verdict != attest.Verified {
+					t.Errorf("evidence %+v, want verified", rep.Evidence)
+				}
+				if rep.State == nil || rep.State.Manifests != 1 || !rep.State.Compared || len(rep.State.Differences) != 0 {
+					t.Errorf("state %+v, want one manifest equal to the local one", rep.State)
+				}
+				if rep.TLSVersion != "1.3" || rep.NonceStyle != "alpn" || len(rep.Attempts) != 1 {
+					t.Errorf("TLS %q nonce %q attempts %d", rep.TLSVersion, rep.NonceStyle, len(rep.Attempts))
+				}
+				tm := rep.Timings
+				if tm.Connect <= 0 || tm.FirstByte <= 0 || tm.Handshake < tm.FirstByte || tm.UserAPI <= 0 || tm.DNS != 0 {
+					t.Errorf("timings %+v: want connect, first byte <= handshake, user API, no DNS for an IP", tm)
+				}
+				if rep.ClockOffset == nil || rep.ClockOffset.Abs() > time.Minute {
+					t.Errorf("clock offset %v, want about 0", rep.ClockOffset)
+				}
+			},
+		},
+		{name: "healthy tdx", cfg: coordinator.Config{Platform: coordinator.PlatformTDX}, want: failure.OK},
+		{
+			name: "tls 1.2", want: failure.OK, mod: func(c *probe.Config) { c.MaxVersion = tls.VersionTLS12 },
+			check: func(t *testing.T, rep *probe.Report) {
+				if rep.TLSVersion != "1.2" {
+					t.Errorf("TLS %q", rep.TLSVersion)
+				}
+			},
+		},
+		{
+			name: "hostname resolves", localhst: true, want: failure.OK,
+			check: func(t *testing.T, rep *probe.Report) {
+				if rep.Timings.DNS <= 0 || rep.Attempts[0].ServerName != "localhost" {
+					t.Errorf("DNS %v, SNI %q", rep.Timings.DNS, rep.Attempts[0].ServerName)
+				}
+			},
+		},
+		{
+			name: "recovery mode", cfg: coordinator.Config{Fault: coordinator.FaultRecoveryMode}, want: failure.CoordinatorRecoveryMode,
+			check: func(t *testing.T, rep *probe.Report) {
+				if rep.State == nil || rep.State.Code != "Internal" || !strings.Contains(rep.Detail, "contrast recover") {
+					t.Errorf("state %+v detail %q", rep.State, rep.Detail)
+				}
+			},
+		},
+		{
+			name: "no manifest", cfg: coordinator.Config{Fault: coordinator.FaultNoManifest}, want: failure.CoordinatorNoManifest,
+			check: func(t *testing.T, rep *probe.Report) {
+				if !strings.Contains(rep.Detail, `"no manifest configured"`) || !strings.Contains(rep.Detail, "contrast set") {
+					t.Errorf("detail %q", rep.Detail)
+				}
+			},
+		},
+		{
+			name: "manifest differs", cfg: coordinator.Config{Fault: coordinator.FaultManifestDiffers}, want: failure.ManifestMismatch,
+			check: func(t *testing.T, rep *probe.Report) {
+				if rep.State == nil || len(rep.State.Differences) != 1 || !strings.HasPrefix(rep.State.Differences[0], "policies only in the Coordinator's manifest: ") {
+					t.Errorf("differences %q", rep.State.Differences)
+				}
+				if !strings.Contains(rep.Detail, "policies only in the Coordinator's manifest") {
+					t.Errorf("detail %q", rep.Detail)
+				}
+			},
+		},
+		{
+			name: "wrong policy hash", cfg: coordinator.Config{Fault: coordinator.FaultWrongPolicyHash}, want: failure.PolicyHashMismatch,
+			check: func(t *testing.T, rep *probe.Report) {
+				want := hex.EncodeToString(sliceOf(attesttest.DefaultPolicyHash()))
+				if rep.Evidence == nil || rep.Evidence.ExpectedPolicyHash != want || rep.Evidence.PolicyHash == want {
+					t.Fatalf("evidence %+v", rep.Evidence)
+				}
+				otherPolicy = rep.Evidence.PolicyHash
+				if !strings.Contains(rep.Detail, want) || !strings.Contains(rep.Detail, otherPolicy) {
+					t.Errorf("detail %q names not both hashes", rep.Detail)
+				}
+				if rep.State != nil {
+					t.Error("user API called after failed evidence")
+				}
+			},
+		},
+		{
+			name: "clock 3h ahead", cfg: coordinator.Config{Fault: coordinator.FaultClockSkew}, want: failure.ClockSkew,
+			check: func(t *testing.T, rep *probe.Report) {
+				if rep.ClockOffset == nil || (*rep.ClockOffset-3*time.Hour).Abs() > time.Minute {
+					t.Errorf("offset %v, want 3h", rep.ClockOffset)
+				}
+				if !strings.Contains(rep.Detail, "ahead of this host") || !strings.Contains(rep.Detail, "this machine's clock") {
+					t.Errorf("detail %q", rep.Detail)
+				}
+				if !strings.Contains(rep.Attempts[0].Error, "certificate has expired or is not yet valid") {
+					t.Errorf("client error %q", rep.Attempts[0].Error)
+				}
+			},
+		},
+		{
+			name: "clock 1h ahead is tolerated", cfg: coordinator.Config{ClockSkew: time.Hour}, want: failure.OK,
+			check: func(t *testing.T, rep *probe.Report) {
+				if rep.ClockOffset == nil || (*rep.ClockOffset-time.Hour).Abs() > time.Minute || rep.ClockOffsetMS == nil {
+					t.Errorf("offset %v, want 1h recorded", rep.ClockOffset)
+				}
+			},
+		},
+		{
+			name: "old coordinator, current CLI", cfg: coordinator.Config{Fault: coordinator.FaultOldCoordinator}, localhst: true,
+			want: failure.CoordinatorVersionMismatch,
+			check: func(t *testing.T, rep *probe.Report) {
+				if len(rep.Attempts) != 2 || rep.Attempts[0].Mode != failure.IssuerError || rep.Attempts[1].Mode != failure.OK {
+					t.Fatalf("attempts %s", attemptModes(rep))
+				}
+				if rep.NonceStyle != "sni" || rep.State == nil || rep.State.Manifests != 1 {
+					t.Errorf("deciding attempt: nonce %q state %+v", rep.NonceStyle, rep.State)
+				}
+				if !strings.Contains(rep.Detail, `SNI "localhost"`) || !strings.Contains(rep.Detail, "predates this CLI") {
+					t.Errorf("detail %q", rep.Detail)
+				}
+			},
+		},
+		{
+			// No SNI at all: the old Coordinator decodes it to an empty
+			// nonce and binds its evidence to that.
+			name: "old coordinator, current CLI by IP", cfg: coordinator.Config{Fault: coordinator.FaultOldCoordinator},
+			want: failure.CoordinatorVersionMismatch,
+			check: func(t *testing.T, rep *probe.Report) {
+				if len(rep.Attempts) != 2 || rep.Attempts[0].Mode != failure.ReportDataMismatch {
+					t.Fatalf("attempts %s", attemptModes(rep))
+				}
+			},
+		},
+		{
+			name: "old coordinator, old CLI", cfg: coordinator.Config{Fault: coordinator.FaultOldCoordinator},
+			mod: func(c *probe.Config) { c.NonceIn = probe.NonceSNI }, want: failure.OK,
+		},
+		{
+			name: "old coordinator, forced ALPN", cfg: coordinator.Config{Fault: coordinator.FaultOldCoordinator}, localhst: true,
+			mod: func(c *probe.Config) { c.NonceIn = probe.NonceALPN }, want: failure.IssuerError,
+		},
+		{
+			name: "issuer error is not a version mismatch", cfg: coordinator.Config{Fault: coordinator.FaultIssuerError}, localhst: true,
+			want: failure.IssuerError,
+			check: func(t *testing.T, rep *probe.Report) {
+				if len(rep.Attempts) != 2 || rep.Attempts[1].Mode != failure.IssuerError || !strings.Contains(rep.Detail, "failed too") {
+					t.Errorf("attempts %s, detail %q", attemptModes(rep), rep.Detail)
+				}
+			},
+		},
+		{name: "load balancer closes", cfg: coordinator.Config{Fault: coordinator.FaultLBClose}, want: failure.LBClosedEarly},
+		{name: "load balancer resets", cfg: coordinator.Config{Fault: coordinator.FaultLBReset}, want: failure.LBClosedEarly},
+		{name: "not TLS", cfg: coordinator.Config{Fault: coordinator.FaultNotTLS}, want: failure.UpstreamNotTLS},
+		{name: "reset after handshake", cfg: coordinator.Config{Fault: coordinator.FaultResetAfterHandshake}, want: failure.UpstreamReset},
+		{
+			name: "issuer too slow", cfg: coordinator.Config{Fault: coordinator.FaultIssuerSlow, IssuerDelay: 10 * time.Second},
+			mod: func(c *probe.Config) { c.Timeout = 300 * time.Millisecond }, want: failure.IssuerTimeout,
+		},
+		{name: "no extension", cfg: coordinator.Config{Fault: coordinator.FaultNoExtension}, want: failure.UnexpectedCertificate},
+		{name: "bad signature", cfg: coordinator.Config{Fault: coordinator.FaultBadSignature}, want: failure.EvidenceInvalid},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, addr := startCoordinator(t, tc.cfg)
+			cfg := probe.Config{Attest: attestOptions(t, c), Timeout: 10 * time.Second}
+			if tc.mod != nil {
+				tc.mod(&cfg)
+			}
+			if tc.localhst {
+				_, port, _ := net.SplitHostPort(addr)
+				addr = net.JoinHostPort("localhost", port)
+			}
+			rep, err := probe.Run(t.Context(), addr, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Mode != tc.want {
+				t.Fatalf("mode %s, want %s; detail: %s; attempts %s", rep.Mode, tc.want, rep.Detail, attemptModes(rep))
+			}
+			if rep.Detail == "" {
+				t.Error("empty detail")
+			}
+			if tc.check != nil {
+				tc.check(t, rep)
+			}
+			// Both renderings work and the JSON carries the mode.
+			var text, js bytes.Buffer
+			if err := rep.WriteText(&text); err != nil || !strings.Contains(text.String(), string(tc.want)) {
+				t.Errorf("text report (%v):\n%s", err, text.String())
+			}
+			if err := rep.WriteJSON(&js); err != nil {
+				t.Fatal(err)
+			}
+			var back struct {
+				Mode failure.Mode `json:"failure_mode"`
+			}
+			if err := json.Unmarshal(js.Bytes(), &back); err != nil || back.Mode != tc.want {
+				t.Errorf("JSON report (%v): %s", err, js.String())
+			}
+		})
+	}
+}
+
+func attemptModes(rep *probe.Report) string {
+	var s []string
+	for _, a := range rep.Attempts {
+		s = append(s, a.NonceStyle+"="+string(a.Mode))
+	}
+	return "[" + strings.Join(s, " ") + "]"
+}
+
+func sliceOf(b [32]byte) []byte { return b[:] }
+
+// TestRunDialFailures: the dial's errors are named by the relay's
+// classifier, so DNS, refused and timeout read the same everywhere.
+func TestRunDialFailures(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+
+	noDNS := &net.Resolver{PreferGo: true, Dial: func(context.Context, string, string) (net.Conn, error) {
+		return nil, errors.New("no DNS server in tests")
+	}}
+	tests := []struct {
+		name string
+		addr string
+		cfg  probe.Config
+		want failure.Mode
+	}{
+		{name: "refused", addr: closed, want: failure.UpstreamRefused},
+		{name: "name does not resolve", addr: "coordinator.invalid:1313", cfg: probe.Config{Resolver: noDNS}, want: failure.UpstreamDNSFailure},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rep, err := probe.Run(t.Context(), tc.addr, tc.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Mode != tc.want || rep.Attempts[0].Error == "" {
+				t.Fatalf("mode %s (%s), want %s", rep.Mode, rep.Detail, tc.want)
+			}
+			if rep.Evidence != nil || rep.State != nil || rep.ClockOffset != nil {
+				t.Error("facts reported without a connection")
+			}
+		})
+	}
+}
+
+func TestRunRejectsBadInput(t *testing.T) {
+	for _, tc := range []struct {
+		addr string
+		cfg  probe.Config
+	}{
+		{addr: "coordinator"},
+		{addr: ":1313"},
+		{addr: "coordinator:0"},
+		{addr: "coordinator:http"},
+		{addr: "c:1313", cfg: probe.Config{MaxVersion: tls.VersionTLS11}},
+		{addr: "c:1313", cfg: probe.Config{NonceIn: probe.NonceMode(7)}},
+		{addr: "c:1313", cfg: probe.Config{Attest: attest.Options{PolicyHashes: [][]byte{{1, 2}}}}},
+	} {
+		if _, err := probe.Run(t.Context(), tc.addr, tc.cfg); err == nil {
+			t.Errorf("Run(%q, %+v) accepted", tc.addr, tc.cfg)
+		}
+	}
+}
+
+func TestParseNonceMode(t *testing.T) {
+	for _, m := range []probe.NonceMode{probe.NonceAuto, probe.NonceALPN, probe.NonceSNI} {
+		got, err := probe.ParseNonceMode(m.String())
+		if err != nil || got != m {
+			t.Errorf("ParseNonceMode(%q) = %v, %v", m.String(), got, err)
+		}
+	}
+	if _, err := probe.ParseNonceMode("both"); err == nil {
+		t.Error("ParseNonceMode(both) accepted")
+	}
+}
