@@ -3,12 +3,14 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ccproxy-dev/ccproxy/proxy/inspect"
@@ -90,6 +92,12 @@ type relay struct {
 	abortOnce sync.Once
 	aborted   atomic.Bool
 	upMu      sync.Mutex // guards upstream while the dial is in progress
+
+	// finSent[dir] is set just before dir forwards a FIN (CloseWrite on its
+	// destination, the other direction's source), dstFailed[dir] just before
+	// dir closes a destination it could not write to; see readEOFWasReset.
+	finSent   [2]atomic.Bool
+	dstFailed [2]atomic.Bool
 }
 
 // abort closes both sides at once (drain timeout reached).
@@ -161,6 +169,9 @@ func (r *relay) pipe(dir Direction, src, dst net.Conn) {
 		err = r.spliceCopy(dir, src, dst)
 	}
 	at := time.Now()
+	if errors.Is(err, io.EOF) && r.readEOFWasReset(dir, src) {
+		err = errPeerReset
+	}
 	if r.aborted.Load() {
 		err = ErrAborted
 	}
@@ -169,6 +180,7 @@ func (r *relay) pipe(dir Direction, src, dst net.Conn) {
 	switch {
 	case errors.Is(err, io.EOF):
 		// An orderly FIN: pass it on and let the other direction run on.
+		r.finSent[dir].Store(true)
 		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
 			cw.CloseWrite()
 		} else {
@@ -176,6 +188,7 @@ func (r *relay) pipe(dir Direction, src, dst net.Conn) {
 		}
 	case errors.Is(err, errWrite):
 		// dst is gone (reset or closed): reset src so its peer learns at once.
+		r.dstFailed[dir].Store(true)
 		resetConn(src)
 		dst.Close()
 	default:
@@ -183,6 +196,26 @@ func (r *relay) pipe(dir Direction, src, dst net.Conn) {
 		resetConn(dst)
 		src.Close()
 	}
+}
+
+// errPeerReset replaces the EOF a read returned on a socket that was in
+// fact reset (see readEOFWasReset).
+var errPeerReset = fmt.Errorf("read: %w (the reset was reported to a write on the same socket; the read saw EOF)", syscall.ECONNRESET)
+
+// readEOFWasReset tells whether the EOF that ended dir's reads from src
+// was really a reset. The kernel reports a reset's error to one call only:
+// when the other direction's write to src takes it, this direction's read
+// returns EOF, and forwarding that as a FIN would make the peer take a cut
+// stream for a complete one. The TCP state tells them apart: a FIN leaves
+// src in CLOSE_WAIT, a reset in CLOSE. If the other direction already
+// closed src after its write failed, the state is gone but its dstFailed
+// flag, set before that close, says the same. Once the other direction has
+// sent its own FIN on src, a FIN ends in CLOSE too, so then EOF stays EOF.
+// The state and dstFailed are read before finSent: if finSent is still
+// unset afterwards, no FIN of ours can have moved src to CLOSE.
+func (r *relay) readEOFWasReset(dir Direction, src net.Conn) bool {
+	reset := peerReset(src) || r.dstFailed[1-dir].Load()
+	return reset && !r.finSent[1-dir].Load()
 }
 
 type writeError struct{ err error }

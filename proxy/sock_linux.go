@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"encoding/binary"
 	"errors"
 	"net"
 	"syscall"
@@ -25,4 +26,32 @@ func socketAlive(c net.Conn) bool {
 		return true // never wait for readiness
 	})
 	return alive && cerr == nil
+}
+
+// tcpClose is TCP_CLOSE in Linux's tcp_states.h: where a connection is
+// after a reset, and after a FIN once this side had sent its own.
+const tcpClose = 7
+
+// peerReset reports whether c's TCP connection is in the CLOSE state
+// (tcp_info.tcpi_state, the first byte of TCP_INFO; reading only four
+// bytes of it is allowed, the kernel copies min(optlen, sizeof)).
+func peerReset(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var state byte
+	cerr := raw.Control(func(fd uintptr) {
+		v, err := syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_INFO)
+		if err == nil {
+			var b [4]byte
+			binary.NativeEndian.PutUint32(b[:], uint32(v))
+			state = b[0]
+		}
+	})
+	return cerr == nil && state == tcpClose
 }

@@ -102,6 +102,9 @@ var sharedKeys = map[string]bool{
 	"offline": true, "log-format": true, "log-level": true, "probe-cache": true, "probe": true,
 	"output": true, "config": true, "coordinator": true, "nonce-in": true, "tls-max-version": true,
 	"timeout": true, "nonce": true,
+	// tunnel serve / connect
+	"quic-listen": true, "server": true, "route": true, "cert": true, "key": true, "peer-fingerprint": true,
+	"max-streams": true, "tunnel-idle-timeout": true, "keepalive": true, "reconnect-max": true, "verdict-timeout": true,
 }
 
 // where names every place a key can be set, for error messages.

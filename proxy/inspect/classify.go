@@ -236,7 +236,9 @@ func (c *Classifier) clientSide() (Verdict, bool) {
 	how := "closed the connection"
 	switch {
 	case errors.Is(c.clientEnded, io.EOF):
-	case c.clientEnded != nil && isIdle(c.clientEnded):
+	case isIdle(c.clientEnded) || isIdle(c.upEnded):
+		// Either direction's idle timer may fire first; the other then
+		// ends with the relay's close, which is no act of the client.
 		how = "went silent until the idle timeout"
 	case c.clientEnded != nil:
 		how = fmt.Sprintf("ended the connection (%v)", c.clientEnded)
@@ -265,7 +267,7 @@ func (c *Classifier) beforeServerHello() (Verdict, bool) {
 			return v, true
 		}
 		who := "the client gave up first"
-		if c.clientEnded == nil || isIdle(c.clientEnded) {
+		if c.clientEnded == nil || isIdle(c.clientEnded) || isIdle(c.upEnded) {
 			who = "the connection ended"
 		}
 		return Verdict{failure.IssuerTimeout, fmt.Sprintf("The upstream sent nothing for %s after the ClientHello (issuer deadline %s); %s.", roundMS(waited), c.IssuerDeadline, who)}, true
@@ -347,12 +349,31 @@ func (c *Classifier) afterServerHello() Verdict {
 		return Verdict{failure.UpstreamReset, "The upstream closed the connection while the client was still sending."}
 	}
 	if !finished {
-		if c.clientEnc == 0 && c.upEnded == nil && c.clientEnded != nil {
+		// The client ended first: the upstream's end, if any, came after
+		// and is the relay passing the client's end on.
+		if c.clientEnc == 0 && c.clientEnded != nil && (c.upEnded == nil || !c.upEndAt.Before(c.clientEndAt)) {
 			return Verdict{failure.ClientRejectedCertificate, fmt.Sprintf("The client closed after the server's TLS %s flight without answering it (%s).", ver, endName(c.clientEnded))}
 		}
 		return Verdict{failure.LBClosedEarly, fmt.Sprintf("The TLS %s handshake did not finish: the upstream %s; the client %s.", ver, endName(c.upEnded), endName(c.clientEnded))}
 	}
 	return Verdict{failure.OK, fmt.Sprintf("TLS %s handshake finished and application data flowed.", ver)}
+}
+
+// PlainVerdict decides the mode of a connection relayed without TLS
+// inspection (the Coordinator's HTTP API and transit ports): only the dial,
+// the bytes counted and how each side ended are known.
+func (c *Classifier) PlainVerdict(c2u, u2c int64) Verdict {
+	if c.dialErr != nil {
+		return dialVerdict(c.dialErr)
+	}
+	if c.upEnded != nil && !errors.Is(c.upEnded, io.EOF) && !isIdle(c.upEnded) && !errors.Is(c.upEnded, ErrAborted) &&
+		(c.clientEnded == nil || c.upEndAt.Before(c.clientEndAt) || isWriteErr(c.clientEnded)) {
+		return Verdict{failure.UpstreamReset, fmt.Sprintf("The upstream reset the connection while the client was still connected (%v); %d bytes in, %d out.", c.upEnded, c2u, u2c)}
+	}
+	if c2u == 0 && u2c == 0 {
+		return Verdict{failure.ClientAborted, fmt.Sprintf("The client %s without a byte in either direction (plain TCP, not inspected).", endName(c.clientEnded))}
+	}
+	return Verdict{failure.OK, fmt.Sprintf("Plain TCP relayed without TLS inspection: %d bytes to the upstream, %d back.", c2u, u2c)}
 }
 
 // handshakeFinished tells, from record types and sizes alone, whether the

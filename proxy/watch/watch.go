@@ -342,6 +342,9 @@ func (o *conn) Ended(dir proxy.Direction, err error, at time.Time) {
 func (o *conn) Closed(s proxy.Stats) {
 	o.mu.Lock()
 	v := o.cls.Verdict()
+	if !o.info.Route.Inspect {
+		v = o.cls.PlainVerdict(s.ClientToUpstream, s.UpstreamToClient)
+	}
 	facts := o.cls.Facts()
 	certCheck := o.certCheck
 	o.mu.Unlock()

@@ -496,3 +496,27 @@ func TestScenarios(t *testing.T) {
 		})
 	}
 }
+
+// TestPlainRoute: a route relayed without TLS inspection (the Coordinator's
+// HTTP API) is ok when bytes flowed, though no ClientHello was seen.
+func TestPlainRoute(t *testing.T) {
+	up := server(t, func(c net.Conn) {
+		buf := make([]byte, 64)
+		n, _ := c.Read(buf)
+		c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
+		_ = n
+	})
+	h := newHarness(t, up, func(p *proxy.Proxy, _ *watch.Config) { p.Routes[0].Inspect = false })
+	c, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("GET /manifest HTTP/1.1\r\nHost: coordinator\r\n\r\n"))
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	io.ReadAll(c)
+	c.Close()
+	_, attrs := h.span()
+	if got := attr(attrs, "ccproxy.failure_mode"); got != string(failure.OK) {
+		t.Errorf("plain route: failure_mode = %q (%s), want ok", got, attr(attrs, "ccproxy.failure_detail"))
+	}
+}
