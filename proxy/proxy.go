@@ -221,6 +221,20 @@ func (s *server) closeAll() {
 }
 
 func (s *server) acceptLoop(ctx context.Context, r Route, ln net.Listener) {
+	Accept(ln, s.log, s.sem, &s.wg, func(c net.Conn) {
+		if s.p.OnRefused != nil {
+			s.p.OnRefused(r)
+		}
+	}, func(c net.Conn) { s.handle(ctx, r, c) })
+}
+
+// Accept runs handle in its own goroutine for every connection ln accepts,
+// until ln is closed. Temporary accept errors (EMFILE and friends) back off
+// as net/http does instead of spinning. limit bounds the handlers running
+// at once: a connection beyond it is reset at once, logged and passed to
+// refused (which may be nil). wg counts running handlers; Add happens
+// before the goroutine starts, so a Wait after ln is closed cannot miss one.
+func Accept(ln net.Listener, log *slog.Logger, limit chan struct{}, wg *sync.WaitGroup, refused, handle func(net.Conn)) {
 	var delay time.Duration
 	for {
 		c, err := ln.Accept()
@@ -228,38 +242,36 @@ func (s *server) acceptLoop(ctx context.Context, r Route, ln net.Listener) {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			// Temporary errors (EMFILE and friends): back off as net/http does
-			// instead of spinning.
 			if delay == 0 {
 				delay = 5 * time.Millisecond
 			} else if delay *= 2; delay > time.Second {
 				delay = time.Second
 			}
-			s.log.Warn("accept failed", "listen", r.Listen, "err", err, "retry_in", delay.String())
+			log.Warn("accept failed", "listen", ln.Addr().String(), "err", err, "retry_in", delay.String())
 			time.Sleep(delay)
 			continue
 		}
 		delay = 0
 		select {
-		case s.sem <- struct{}{}:
+		case limit <- struct{}{}:
 		default:
-			s.log.Warn("max connections reached, closing new connection", "listen", r.Listen, "client", c.RemoteAddr().String(), "max_connections", cap(s.sem))
-			if s.p.OnRefused != nil {
-				s.p.OnRefused(r)
+			log.Warn("max connections reached, closing new connection", "listen", ln.Addr().String(), "client", c.RemoteAddr().String(), "max_connections", cap(limit))
+			if refused != nil {
+				refused(c)
 			}
 			resetConn(c)
 			continue
 		}
-		// Add before the goroutine starts so Serve's Wait cannot miss it.
-		s.wg.Add(1)
-		go s.handle(ctx, r, c)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-limit }()
+			handle(c)
+		}()
 	}
 }
 
 func (s *server) handle(ctx context.Context, r Route, client net.Conn) {
-	defer s.wg.Done()
-	defer func() { <-s.sem }()
-
 	info := ConnInfo{Route: r, Client: client.RemoteAddr(), Local: client.LocalAddr(), Accepted: time.Now()}
 	var obs Observer
 	if s.p.NewObserver != nil {
@@ -315,8 +327,6 @@ type activity struct {
 // CloseWrite) and reset semantics. It returns when the connection is over.
 // MaxConns and draining are the caller's business.
 func (p *Proxy) RelayConn(ctx context.Context, r Route, client net.Conn) {
-	s := &server{p: p, log: p.logger(), sem: make(chan struct{}, 1), conns: make(map[*relay]struct{})}
-	s.sem <- struct{}{}
-	s.wg.Add(1)
+	s := &server{p: p, log: p.logger(), conns: make(map[*relay]struct{})}
 	s.handle(ctx, r, client)
 }

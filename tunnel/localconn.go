@@ -14,46 +14,18 @@ import (
 	oteltrace "go.opentelemetry.io/otel/trace"
 
 	"github.com/ccproxy-dev/ccproxy/failure"
+	"github.com/ccproxy-dev/ccproxy/proxy"
 	"github.com/ccproxy-dev/ccproxy/trace"
 )
 
 // acceptLoop accepts local connections on ln for route r until ln closes.
 func (cs *clientState) acceptLoop(ctx context.Context, r LocalRoute, ln net.Listener) {
-	var delay time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			if delay == 0 {
-				delay = 5 * time.Millisecond
-			} else if delay *= 2; delay > time.Second {
-				delay = time.Second
-			}
-			cs.log.Warn("accept failed", "listen", r.Listen, "err", err, "retry_in", delay.String())
-			time.Sleep(delay)
-			continue
-		}
-		delay = 0
-		select {
-		case cs.sem <- struct{}{}:
-		default:
-			cs.log.Warn("max connections reached, closing new connection", "listen", r.Listen, "client", c.RemoteAddr().String(), "max_connections", cap(cs.sem))
-			resetConn(c)
-			continue
-		}
-		cs.wg.Add(1)
-		go cs.handle(ctx, r, c)
-	}
+	proxy.Accept(ln, cs.log, cs.sem, &cs.wg, nil, func(c net.Conn) { cs.handle(ctx, r, c) })
 }
 
 // handle carries one local connection through the tunnel and records its
 // outcome on a root span whose trace the server's span joins.
 func (cs *clientState) handle(ctx context.Context, r LocalRoute, tcp net.Conn) {
-	defer cs.wg.Done()
-	defer func() { <-cs.sem }()
-
 	res := Result{Route: r, Client: tcp.RemoteAddr(), Accepted: time.Now()}
 	sctx, span := cs.tracer.Start(context.Background(), trace.SpanConnection,
 		oteltrace.WithNewRoot(),

@@ -34,12 +34,14 @@ func loadSettings(cmd *cobra.Command) (*settings, error) {
 	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
 	v.AutomaticEnv()
 	known := map[string]bool{}
+	kinds := map[string]string{} // flag name → pflag value type
 	var bindErr error
 	cmd.Flags().VisitAll(func(f *pflag.Flag) {
 		if f.Name == "help" {
 			return
 		}
 		known[f.Name] = true
+		kinds[f.Name] = f.Value.Type()
 		if err := v.BindPFlag(f.Name, f); err != nil && bindErr == nil {
 			bindErr = err
 		}
@@ -88,6 +90,23 @@ func loadSettings(cmd *cobra.Command) (*settings, error) {
 	if len(unknown) > 0 {
 		sort.Strings(unknown)
 		return nil, usageErrorf("config file %s: unknown key %q (see configs/ccproxy.yaml for every key)", path, unknown[0])
+	}
+	// A list or a map where one value belongs would read as "" and quietly
+	// become the default (for idle-timeout: no timeout at all, for
+	// offline: online): refuse it.
+	for _, k := range v.AllKeys() {
+		top, _, nested := strings.Cut(k, ".")
+		kind, ok := kinds[top]
+		if !ok {
+			continue // a shared key of another command
+		}
+		_, isList := v.Get(k).([]any)
+		switch {
+		case nested:
+			return nil, usageErrorf("config file %s: %s takes a single value, not a map (key %q)", path, where(top), k)
+		case isList && kind != "stringArray" && kind != "stringSlice":
+			return nil, usageErrorf("config file %s: %s takes a single value, not a list", path, where(top))
+		}
 	}
 	return s, nil
 }

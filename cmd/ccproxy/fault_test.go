@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -49,8 +50,14 @@ func TestFaultHostileConfiguration(t *testing.T) {
 		{"binary garbage as config", nil, []string{"--config", write("garbage.yaml", "\x00\xff\xfe\x01\x02{{{\x7f")}, []string{"--config"}},
 		{"directory as config", nil, []string{"--config", dir}, []string{"--config"}},
 		{"nested unknown key", nil, []string{"--config", write("nested.yaml", "proxy:\n  upstream: c:1313\n")}, []string{`"proxy.upstream"`}},
+		// A value of the wrong shape must not read as empty and fall back
+		// to a default (or, for idle-timeout, to "disabled").
 		{"list for a number", nil, []string{"--config", write("numlist.yaml", "upstream: c:1313\nmax-connections: [1, 2]\n")}, []string{"max-connections"}},
+		{"list for a duration", nil, []string{"--config", write("durlist.yaml", "upstream: c:1313\ndrain-timeout: [1s]\n")}, []string{"drain-timeout"}},
 		{"map for a duration", nil, []string{"--config", write("durmap.yaml", "upstream: c:1313\nidle-timeout: {a: 1}\n")}, []string{"idle-timeout"}},
+		{"map for a bool", nil, []string{"--config", write("boolmap.yaml", "upstream: c:1313\noffline: {a: b}\n")}, []string{"offline"}},
+		{"map for a list", nil, []string{"--config", write("listmap.yaml", "upstream: c:1313\nforward: {a: b}\n")}, []string{"forward"}},
+		{"map for an address", nil, []string{"--config", write("addrmap.yaml", "upstream: c:1313\nlisten: {x: 1}\n")}, []string{"listen"}},
 		{"zero max-connections", nil, []string{"--upstream", "c:1313", "--max-connections", "0"}, []string{"--max-connections"}},
 		{"negative max-connections", nil, []string{"--upstream", "c:1313", "--max-connections", "-1"}, []string{"max-connections"}},
 		{"huge max-connections", []string{"CCPROXY_MAX_CONNECTIONS=99999999999999999999999"}, []string{"--upstream", "c:1313"}, []string{"max-connections"}},
@@ -75,7 +82,9 @@ func TestFaultHostileConfiguration(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, stderr, code := run(t, c.env, c.args...)
+			// A configuration taken for valid would relay until killed:
+			// give up after a few seconds instead of run's twenty.
+			stderr, code := runBriefly(t, 5*time.Second, c.env, c.args...)
 			if code != 2 {
 				t.Errorf("exit code %d, want 2; stderr: %s", code, stderr)
 			}
@@ -89,6 +98,26 @@ func TestFaultHostileConfiguration(t *testing.T) {
 			}
 		})
 	}
+}
+
+// runBriefly runs the binary for at most timeout; code is -1 if it was
+// still running then.
+func runBriefly(t *testing.T, timeout time.Duration, env []string, args ...string) (stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Dir = t.TempDir()
+	cmd.Env = append(os.Environ(), env...)
+	var e bytes.Buffer
+	cmd.Stderr = &e
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return e.String(), ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return e.String(), 0
 }
 
 // TestFaultHostileManifest: a manifest that is not JSON, or lacks reference
@@ -184,15 +213,15 @@ func startRelay(t *testing.T, upstream string, args ...string) *relayProcess {
 		p.cmd.Process.Kill()
 		<-p.done
 	})
+	// The relay binds its listeners before the admin endpoint starts, so
+	// a healthy admin endpoint means the relay port accepts; no test
+	// connection through the relay is needed (it would be relayed too).
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		resp, err := http.Get("http://" + p.admin + "/healthz")
 		if err == nil {
 			resp.Body.Close()
-			if c, err := net.Dial("tcp", p.addr); err == nil {
-				c.Close()
-				break
-			}
+			break
 		}
 		select {
 		case err := <-p.done:
@@ -311,14 +340,17 @@ func TestFaultSIGTERMUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	signalled := time.Now()
-	// The listener closes at once; connections in flight go on.
-	refused := false
+	// The listener closes at once; connections in flight go on. A dial
+	// that still got in before the close is relayed (and closed at once,
+	// so the upstream sees it end before its header).
+	refused, probes := false, 0
 	for time.Since(signalled) < 5*time.Second {
 		c, err := net.DialTimeout("tcp", p.addr, time.Second)
 		if err != nil {
 			refused = true
 			break
 		}
+		probes++
 		c.Close()
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -335,8 +367,8 @@ func TestFaultSIGTERMUnderLoad(t *testing.T) {
 	}
 	upLn.Close()
 	up.Wait()
-	if r := up.Report(); r.Connections != conns || r.Lost() != 0 {
-		t.Errorf("upstream verified %d of %d connections, losses %s %v", r.Connections, conns, soak.FormatLosses(r.Losses), r.Samples)
+	if r := up.Report(); r.Connections != conns || r.Lost() != r.Losses["header"] || r.Lost() > int64(probes) {
+		t.Errorf("upstream verified %d of %d connections, losses %s %v (%d probe connections)", r.Connections, conns, soak.FormatLosses(r.Losses), r.Samples, probes)
 	}
 	logs := p.stderr.String()
 	for _, want := range []string{"draining", "drained"} {
@@ -348,8 +380,8 @@ func TestFaultSIGTERMUnderLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := bytes.Count(b, []byte(`"name":"ccproxy.connection"`)); n != conns {
-		t.Errorf("%d connection spans in the trace file after exit, want %d", n, conns)
+	if n := bytes.Count(b, []byte(`"name":"ccproxy.connection"`)); n < conns || n > conns+probes {
+		t.Errorf("%d connection spans in the trace file after exit, want %d (and up to %d probe connections)", n, conns, probes)
 	}
 	t.Logf("drain after SIGTERM took %v", time.Since(signalled).Round(time.Millisecond))
 }
