@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"strings"
 	"testing"
-	"time"
 )
 
 func FuzzExplain(f *testing.F) {
@@ -43,23 +42,28 @@ func FuzzExplain(f *testing.F) {
 	})
 }
 
-// TestExplainHugeInput checks that a large paste — many repeated errors and
-// long runs of the characters the patterns look for — is explained in time
-// linear in its size.
-func TestExplainHugeInput(t *testing.T) {
+// hugePaste is a large paste: many repeated errors and long runs of the
+// characters the patterns look for.
+func hugePaste(size int) string {
 	var b strings.Builder
 	unit := grpcWrap("with AtlsConnectionNonce abcd:  validator tdx-0 failed: validating report data: quote field MR_CONFIG_ID is [1 2 3]. Expect [4 5 6]") + "\n" +
 		"dial tcp 10.0.0.1:1313: connect: connection refused\n" +
 		"policyDecision< " + strings.Repeat("QUFB", 50) + " >policyDecision\n" +
 		`{"decision":"` + strings.Repeat(`\\"`, 20) + "\n"
-	for b.Len() < 2<<20 {
+	for b.Len() < size {
 		b.WriteString(unit)
 	}
-	b.WriteString(strings.Repeat("validator ", 20000))
-	b.WriteString(strings.Repeat("[1 ", 20000))
-	start := time.Now()
-	fs := Explain(b.String())
-	took := time.Since(start)
+	b.WriteString(strings.Repeat("validator ", size/100))
+	b.WriteString(strings.Repeat("[1 ", size/100))
+	return b.String()
+}
+
+// TestExplainHugeInput checks that a large paste is explained, each error
+// once with its count. How the time grows with the size is measured by
+// BenchmarkExplainHugeInput (make bench), not asserted here.
+func TestExplainHugeInput(t *testing.T) {
+	in := hugePaste(256 << 10)
+	fs := Explain(in)
 	if len(fs) == 0 {
 		t.Fatal("nothing recognised in a paste full of errors")
 	}
@@ -68,9 +72,14 @@ func TestExplainHugeInput(t *testing.T) {
 			t.Fatalf("unexpected mode %s", f.Mode)
 		}
 	}
-	// Generous for a shared 2-core machine; a quadratic path takes minutes.
-	if took > 30*time.Second {
-		t.Fatalf("explaining %d bytes took %v", b.Len(), took)
+}
+
+// BenchmarkExplainHugeInput reports the cost per byte of a 2 MiB paste; a
+// quadratic path shows as a per-byte cost that grows with -benchtime.
+func BenchmarkExplainHugeInput(b *testing.B) {
+	in := hugePaste(2 << 20)
+	b.SetBytes(int64(len(in)))
+	for b.Loop() {
+		Explain(in)
 	}
-	t.Logf("explained %d MiB in %v, %d findings", b.Len()>>20, took, len(fs))
 }
