@@ -35,7 +35,7 @@ fuzz:
 	bash scripts/fuzz.sh $(FUZZTIME)
 
 fuzz-smoke:
-	bash scripts/fuzz.sh 5s smoke
+	bash scripts/fuzz.sh 3s smoke
 
 bench:
 	bash bench/run.sh
