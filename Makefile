@@ -40,8 +40,9 @@ fuzz-smoke:
 bench:
 	bash bench/run.sh
 
+# 10,000 concurrent relayed connections (CCPROXY_SOAK_* tune it) → soak/RESULTS.md
 soak:
-	$(GO) test -count=1 -timeout 30m -run TestSoak -tags soak ./integration/... -v
+	CCPROXY_SOAK_RESULTS=$(CURDIR)/soak/RESULTS.md $(GO) test -count=1 -timeout 30m -run '^TestSoak$$' -tags soak -v ./soak/
 
 image:
 	bash scripts/image.sh

@@ -140,8 +140,8 @@ func (r *relay) run(ctx context.Context, dial func(context.Context) (net.Conn, e
 
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); r.copyClientToUpstream() }()
-	go func() { defer wg.Done(); r.copyUpstreamToClient() }()
+	go r.copyClientToUpstream(wg.Done)
+	go r.copyUpstreamToClient(wg.Done)
 	wg.Wait()
 	r.client.Close()
 	up.Close()
@@ -153,21 +153,37 @@ func (r *relay) run(ctx context.Context, dial func(context.Context) (net.Conn, e
 }
 
 // Named per direction so goroutine dumps say what each goroutine is.
-func (r *relay) copyClientToUpstream() {
-	r.pipe(ClientToUpstream, r.client, r.upstream)
+func (r *relay) copyClientToUpstream(done func()) {
+	r.pipe(ClientToUpstream, r.client, r.upstream, done)
 }
 
-func (r *relay) copyUpstreamToClient() {
-	r.pipe(UpstreamToClient, r.upstream, r.client)
+func (r *relay) copyUpstreamToClient(done func()) {
+	r.pipe(UpstreamToClient, r.upstream, r.client, done)
 }
 
 // pipe copies src to dst in direction dir until src ends, then forwards the
 // end: CloseWrite for a FIN, a reset for anything else.
-func (r *relay) pipe(dir Direction, src, dst net.Conn) {
+func (r *relay) pipe(dir Direction, src, dst net.Conn, done func()) {
+	inspected := r.inspect[dir].Load()
 	err := r.inspectCopy(dir, src, dst)
+	if err == nil && inspected {
+		// Parsing the handshake grew this goroutine's stack to 8 KiB, and Go
+		// shrinks a parked goroutine's stack only when under a quarter of it
+		// is in use, which a splice wait's never is. The splice phase, which
+		// may idle for hours, gets a fresh 2 KiB stack instead.
+		go func() { r.finish(dir, src, dst, r.spliceCopy(dir, src, dst)); done() }()
+		return
+	}
 	if err == nil {
 		err = r.spliceCopy(dir, src, dst)
 	}
+	r.finish(dir, src, dst, err)
+	done()
+}
+
+// finish forwards how dir ended: CloseWrite for a FIN, a reset for
+// anything else.
+func (r *relay) finish(dir Direction, src, dst net.Conn, err error) {
 	at := time.Now()
 	if errors.Is(err, io.EOF) && r.readEOFWasReset(dir, src) {
 		err = errPeerReset
@@ -294,7 +310,23 @@ func (r *relay) spliceCopy(dir Direction, src, dst net.Conn) error {
 	lr := &io.LimitedReader{R: src}
 	for {
 		r.armDeadline(src)
-		lr.N = spliceChunk
+		// Wait holding no pipe, then splice exactly what is queued: Go's
+		// splice parks in its own wait with a pipe from its pool (two
+		// descriptors), so an idle direction would hold one for as long as
+		// the connection stays open.
+		queued, err := waitQueued(src)
+		switch {
+		case err != nil && isTimeout(err):
+			if r.idleExpired(dir) {
+				return ErrIdle
+			}
+			continue
+		case err != nil:
+			return err
+		case queued == 0:
+			return io.EOF
+		}
+		lr.N = int64(min(queued, spliceChunk))
 		n, err := rf.ReadFrom(lr)
 		if n > 0 {
 			r.count(dir, int(n))

@@ -4,8 +4,52 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
+	"os"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
+
+// waitQueued waits, holding no buffer and no pipe, until c has bytes to
+// read, EOF or an error, and returns how many bytes are queued (0 at EOF).
+// It honours c's read deadline.
+func waitQueued(c net.Conn) (int, error) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		// Not a socket (a tunnel stream): let the copy itself wait.
+		return spliceChunk, nil
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var (
+		queued int
+		serr   error
+		b      [1]byte
+	)
+	cerr := raw.Read(func(fd uintptr) bool {
+		if n, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ); err == nil && n > 0 {
+			queued = n
+			return true
+		}
+		// Nothing queued: EOF, an error, or not yet.
+		m, _, rerr := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		switch {
+		case errors.Is(rerr, syscall.EAGAIN):
+			return false // wait for readiness
+		case rerr != nil:
+			serr = &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError("recvfrom", rerr)}
+		case m > 0:
+			queued = m
+		}
+		return true
+	})
+	if cerr != nil {
+		return 0, cerr
+	}
+	return queued, serr
+}
 
 // socketAlive peeks at c without blocking: it is alive when it has data to
 // read or would block; a socket that reports EOF or an error is not.

@@ -757,3 +757,127 @@ func TestFaultTraceSinkDown(t *testing.T) {
 		})
 	}
 }
+
+// TestFaultMemoryPerHeldConnection measures what a held connection costs
+// the relay (and its watcher) in Go memory, for the resource bounds in
+// SECURITY.md, and checks it stays bounded: connections that sent nothing,
+// and connections that stalled inside a ClientHello claiming the largest
+// handshake message the parser buffers (64 KiB), which is the most a
+// client can make the relay hold.
+func TestFaultMemoryPerHeldConnection(t *testing.T) {
+	const held = 300
+	// An upstream that accepts and holds, with no goroutine or buffer per
+	// connection, so the measurement is the relay's.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var upMu sync.Mutex
+	var upConns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			upMu.Lock()
+			upConns = append(upConns, c)
+			upMu.Unlock()
+		}
+	}()
+	defer func() {
+		upMu.Lock()
+		defer upMu.Unlock()
+		for _, c := range upConns {
+			c.Close()
+		}
+	}()
+	if _, _, err := soak.RaiseFileLimit(8 * held); err != nil {
+		t.Fatal(err)
+	}
+	r := startFaultRelay(t, ln.Addr().String(), faultOptions{proxy: func(p *proxy.Proxy) { p.IdleTimeout = time.Minute }})
+	// A handshake message header claiming 64 KiB - 1, then records that
+	// fill it up to a few bytes short.
+	const claimed = 64<<10 - 1
+	var big []byte
+	msg := append([]byte{1, 0, claimed >> 8, claimed & 0xff}, make([]byte, claimed-16)...)
+	for len(msg) > 0 {
+		n := min(len(msg), 16<<10)
+		big = append(big, 22, 3, 1, byte(n>>8), byte(n))
+		big = append(big, msg[:n]...)
+		msg = msg[n:]
+	}
+	heap := func() uint64 {
+		runtime.GC()
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapInuse + m.StackInuse
+	}
+	for _, tc := range []struct {
+		name  string
+		send  []byte
+		bound uint64 // bytes per connection
+	}{
+		{"idle after connect", nil, 64 << 10},
+		{"stalled in a 64 KiB ClientHello", big, 64<<10 + 96<<10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := heap()
+			var conns []net.Conn
+			defer func() {
+				for _, c := range conns {
+					c.Close()
+				}
+			}()
+			for i := 0; i < held; i++ {
+				c, err := net.Dial("tcp", r.addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				conns = append(conns, c)
+				if tc.send != nil {
+					if _, err := c.Write(tc.send); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			// Every connection relayed (its upstream dialed and its bytes
+			// passed) before measuring.
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				upMu.Lock()
+				n := len(upConns)
+				upMu.Unlock()
+				if n >= held {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("only %d of %d connections reached the upstream", n, held)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			time.Sleep(200 * time.Millisecond)
+			after := heap()
+			per := uint64(0)
+			if after > before {
+				per = (after - before) / held
+			}
+			t.Logf("%d connections %s: %d KiB of Go heap and stacks each (%d goroutines in the process)", held, tc.name, per>>10, runtime.NumGoroutine())
+			if per > tc.bound {
+				t.Errorf("%d KiB per held connection, want at most %d KiB", per>>10, tc.bound>>10)
+			}
+			upMu.Lock()
+			for _, c := range upConns {
+				c.Close()
+			}
+			upConns = nil
+			upMu.Unlock()
+		})
+	}
+	for i := 0; i < 2*held; i++ {
+		r.verdict(t)
+	}
+	waitNoRelays(t)
+}
