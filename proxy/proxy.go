@@ -225,16 +225,18 @@ func (s *server) acceptLoop(ctx context.Context, r Route, ln net.Listener) {
 		if s.p.OnRefused != nil {
 			s.p.OnRefused(r)
 		}
-	}, func(c net.Conn) { s.handle(ctx, r, c) })
+	}, func(c net.Conn, done func()) { s.handle(ctx, r, c, done) })
 }
 
 // Accept runs handle in its own goroutine for every connection ln accepts,
 // until ln is closed. Temporary accept errors (EMFILE and friends) back off
-// as net/http does instead of spinning. limit bounds the handlers running
-// at once: a connection beyond it is reset at once, logged and passed to
-// refused (which may be nil). wg counts running handlers; Add happens
-// before the goroutine starts, so a Wait after ln is closed cannot miss one.
-func Accept(ln net.Listener, log *slog.Logger, limit chan struct{}, wg *sync.WaitGroup, refused, handle func(net.Conn)) {
+// as net/http does instead of spinning. limit bounds the connections in
+// flight: one beyond it is reset at once, logged and passed to refused
+// (which may be nil). A connection is in flight until handle calls done,
+// which it may do after returning (the relay's copy goroutines do). wg
+// counts connections in flight; Add happens before the goroutine starts, so
+// a Wait after ln is closed cannot miss one.
+func Accept(ln net.Listener, log *slog.Logger, limit chan struct{}, wg *sync.WaitGroup, refused func(net.Conn), handle func(c net.Conn, done func())) {
 	var delay time.Duration
 	for {
 		c, err := ln.Accept()
@@ -263,15 +265,14 @@ func Accept(ln net.Listener, log *slog.Logger, limit chan struct{}, wg *sync.Wai
 			continue
 		}
 		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-limit }()
-			handle(c)
-		}()
+		go handle(c, func() {
+			<-limit
+			wg.Done()
+		})
 	}
 }
 
-func (s *server) handle(ctx context.Context, r Route, client net.Conn) {
+func (s *server) handle(ctx context.Context, r Route, client net.Conn, done func()) {
 	info := ConnInfo{Route: r, Client: client.RemoteAddr(), Local: client.LocalAddr(), Accepted: time.Now()}
 	var obs Observer
 	if s.p.NewObserver != nil {
@@ -290,13 +291,12 @@ func (s *server) handle(ctx context.Context, r Route, client net.Conn) {
 	s.mu.Lock()
 	s.conns[rl] = struct{}{}
 	s.mu.Unlock()
-	defer func() {
+	rl.run(ctx, s.dial(r), s.log, func() {
 		s.mu.Lock()
 		delete(s.conns, rl)
 		s.mu.Unlock()
-	}()
-
-	rl.run(ctx, s.dial(r), s.log)
+		done()
+	})
 }
 
 // dial returns the function that dials r's upstream. Name resolution happens
@@ -328,5 +328,7 @@ type activity struct {
 // MaxConns and draining are the caller's business.
 func (p *Proxy) RelayConn(ctx context.Context, r Route, client net.Conn) {
 	s := &server{p: p, log: p.logger(), conns: make(map[*relay]struct{})}
-	s.handle(ctx, r, client)
+	over := make(chan struct{})
+	s.handle(ctx, r, client, func() { close(over) })
+	<-over
 }

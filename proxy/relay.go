@@ -113,7 +113,12 @@ func (r *relay) abort() {
 	})
 }
 
-func (r *relay) run(ctx context.Context, dial func(context.Context) (net.Conn, error), log *slog.Logger) {
+// run dials the upstream and starts the two copy goroutines; it returns
+// without waiting for them. done is called once the connection is over:
+// both sides closed and the observer told. Not waiting keeps an idle
+// connection down to its two copy goroutines, on small stacks; the
+// goroutine that accepted and dialed (whose stack grew doing so) is gone.
+func (r *relay) run(ctx context.Context, dial func(context.Context) (net.Conn, error), log *slog.Logger, done func()) {
 	start := time.Now()
 	up, err := dial(ctx)
 	took := time.Since(start)
@@ -125,6 +130,7 @@ func (r *relay) run(ctx context.Context, dial func(context.Context) (net.Conn, e
 		// at once rather than a clean EOF that looks like a protocol problem.
 		resetConn(r.client)
 		r.obs.Closed(Stats{Closed: time.Now()})
+		done()
 		return
 	}
 	r.upMu.Lock()
@@ -138,18 +144,23 @@ func (r *relay) run(ctx context.Context, dial func(context.Context) (net.Conn, e
 	r.act[0].lastData.Store(now)
 	r.act[1].lastData.Store(now)
 
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go r.copyClientToUpstream(wg.Done)
-	go r.copyUpstreamToClient(wg.Done)
-	wg.Wait()
-	r.client.Close()
-	up.Close()
-	r.obs.Closed(Stats{
-		ClientToUpstream: r.bytes[ClientToUpstream].Load(),
-		UpstreamToClient: r.bytes[UpstreamToClient].Load(),
-		Closed:           time.Now(),
-	})
+	var left atomic.Int32
+	left.Store(2)
+	end := func() {
+		if left.Add(-1) != 0 {
+			return
+		}
+		r.client.Close()
+		up.Close()
+		r.obs.Closed(Stats{
+			ClientToUpstream: r.bytes[ClientToUpstream].Load(),
+			UpstreamToClient: r.bytes[UpstreamToClient].Load(),
+			Closed:           time.Now(),
+		})
+		done()
+	}
+	go r.copyClientToUpstream(end)
+	go r.copyUpstreamToClient(end)
 }
 
 // Named per direction so goroutine dumps say what each goroutine is.

@@ -20,7 +20,10 @@ import (
 
 // acceptLoop accepts local connections on ln for route r until ln closes.
 func (cs *clientState) acceptLoop(ctx context.Context, r LocalRoute, ln net.Listener) {
-	proxy.Accept(ln, cs.log, cs.sem, &cs.wg, nil, func(c net.Conn) { cs.handle(ctx, r, c) })
+	proxy.Accept(ln, cs.log, cs.sem, &cs.wg, nil, func(c net.Conn, done func()) {
+		defer done()
+		cs.handle(ctx, r, c)
+	})
 }
 
 // handle carries one local connection through the tunnel and records its
