@@ -163,6 +163,12 @@ func decodeTDXProto(b []byte) (*evidence, error) {
 	if err := tdxabi.CheckQuoteV4(q); err != nil {
 		return nil, err
 	}
+	// CheckQuoteV4 checks every body field's size but REPORTDATA's. An
+	// oversized one would still verify (the ABI encoding keeps its first
+	// 64 bytes) and then fail only as a report data mismatch.
+	if n := len(q.GetTdQuoteBody().GetReportData()); n != tdxabi.ReportDataSize {
+		return nil, fmt.Errorf("QuoteV4 TD Quote Body error: reportData size is %d bytes. Expected %d bytes", n, tdxabi.ReportDataSize)
+	}
 	ev := &evidence{platform: PlatformTDX, format: "tdx.QuoteV4 protobuf", tdx: q}
 	ev.tdxCollateral = len(q.GetExtraBytes()) + trailerSize(q.ProtoReflect().GetUnknown())
 	return ev, nil

@@ -94,18 +94,25 @@ func loadSettings(cmd *cobra.Command) (*settings, error) {
 	// A list or a map where one value belongs would read as "" and quietly
 	// become the default (for idle-timeout: no timeout at all, for
 	// offline: online): refuse it.
-	for _, k := range v.AllKeys() {
-		top, _, nested := strings.Cut(k, ".")
-		kind, ok := kinds[top]
-		if !ok {
-			continue // a shared key of another command
+	names := make([]string, 0, len(kinds))
+	for name := range kinds {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if !v.InConfig(name) || cmd.Flags().Changed(name) {
+			continue
 		}
-		_, isList := v.Get(k).([]any)
-		switch {
-		case nested:
-			return nil, usageErrorf("config file %s: %s takes a single value, not a map (key %q)", path, where(top), k)
-		case isList && kind != "stringArray" && kind != "stringSlice":
-			return nil, usageErrorf("config file %s: %s takes a single value, not a list", path, where(top))
+		kind := kinds[name]
+		switch v.Get(name).(type) {
+		case map[string]any:
+			if !strings.HasPrefix(kind, "stringTo") { // pflag's map kinds
+				return nil, usageErrorf("config file %s: %s takes a single value, not a map", path, where(name))
+			}
+		case []any:
+			if !strings.HasSuffix(kind, "Slice") && !strings.HasSuffix(kind, "Array") {
+				return nil, usageErrorf("config file %s: %s takes a single value, not a list", path, where(name))
+			}
 		}
 	}
 	return s, nil

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -306,6 +307,7 @@ func TestFaultSIGTERMUnderLoad(t *testing.T) {
 
 	var wg sync.WaitGroup
 	errs := make(chan error, conns)
+	var lastDone atomic.Int64 // when the last exchange finished, unix nanos
 	for i := range conns {
 		wg.Add(1)
 		go func() {
@@ -323,6 +325,11 @@ func TestFaultSIGTERMUnderLoad(t *testing.T) {
 			}
 			if err := soak.Exchange(c, s); err != nil {
 				errs <- fmt.Errorf("connection %d: %w", i, err)
+			}
+			for now := time.Now().UnixNano(); ; {
+				if old := lastDone.Load(); old >= now || lastDone.CompareAndSwap(old, now) {
+					break
+				}
 			}
 		}()
 	}
@@ -383,7 +390,11 @@ func TestFaultSIGTERMUnderLoad(t *testing.T) {
 	if n := bytes.Count(b, []byte(`"name":"ccproxy.connection"`)); n < conns || n > conns+probes {
 		t.Errorf("%d connection spans in the trace file after exit, want %d (and up to %d probe connections)", n, conns, probes)
 	}
-	t.Logf("drain after SIGTERM took %v", time.Since(signalled).Round(time.Millisecond))
+	inFlight := time.Unix(0, lastDone.Load()).Sub(signalled)
+	if inFlight <= 0 {
+		t.Errorf("every stream had finished before SIGTERM: the test did not drain anything")
+	}
+	t.Logf("streams still ran %v after SIGTERM; the process exited after them", inFlight.Round(time.Millisecond))
 }
 
 // TestFaultMaxConnectionsCounted: beyond --max-connections, connections are

@@ -246,7 +246,7 @@ func serveRelay(ctx context.Context, cfg *relayConfig, log *slog.Logger, ready f
 	ver, _ := buildVersion()
 	tp, err := trace.Setup(ctx, trace.Config{File: cfg.traceFile, Endpoint: cfg.otlpEndpoint, ServiceVersion: ver, Logger: log})
 	if err != nil {
-		return usageErrorf("tracing: %v", err)
+		return usageErrorf("--trace-file / --otlp-endpoint: %v", err)
 	}
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -337,8 +337,7 @@ func (c *Classifier) afterServerHello() Verdict {
 	if rejected {
 		return Verdict{failure.ClientRejectedCertificate, fmt.Sprintf("After the server's encrypted TLS %s flight (%d records) the client sent only a %d-byte alert record and closed: it rejected the server's certificate.", ver, c.upEnc, c.clientFirstEn)}
 	}
-	if c.upEnded != nil && !errors.Is(c.upEnded, io.EOF) && !isIdle(c.upEnded) && !errors.Is(c.upEnded, ErrAborted) &&
-		(c.clientEnded == nil || c.upEndAt.Before(c.clientEndAt) || isWriteErr(c.clientEnded)) {
+	if upstreamFault(c.upEnded, c.clientEnded) && (c.clientEnded == nil || c.upEndAt.Before(c.clientEndAt) || isWriteErr(c.clientEnded)) {
 		phase := "after the handshake"
 		if !finished {
 			phase = "during the TLS " + ver + " handshake"
@@ -366,8 +365,7 @@ func (c *Classifier) PlainVerdict(c2u, u2c int64) Verdict {
 	if c.dialErr != nil {
 		return dialVerdict(c.dialErr)
 	}
-	if c.upEnded != nil && !errors.Is(c.upEnded, io.EOF) && !isIdle(c.upEnded) && !errors.Is(c.upEnded, ErrAborted) &&
-		(c.clientEnded == nil || c.upEndAt.Before(c.clientEndAt) || isWriteErr(c.clientEnded)) {
+	if upstreamFault(c.upEnded, c.clientEnded) && (c.clientEnded == nil || c.upEndAt.Before(c.clientEndAt) || isWriteErr(c.clientEnded)) {
 		return Verdict{failure.UpstreamReset, fmt.Sprintf("The upstream reset the connection while the client was still connected (%v); %d bytes in, %d out.", c.upEnded, c2u, u2c)}
 	}
 	if c2u == 0 && u2c == 0 {
@@ -453,7 +451,18 @@ var (
 	ErrWrite   = errors.New("write to peer failed")
 )
 
-func isIdle(err error) bool     { return errors.Is(err, ErrIdle) }
+func isIdle(err error) bool { return errors.Is(err, ErrIdle) }
+
+// upstreamFault tells whether the upstream direction ended through a fault
+// of the upstream: not a FIN, not the relay's idle timeout or shutdown, and
+// not a failed write to a client that went away (a client's reset can reach
+// that write before the client direction's read, which then sees only EOF).
+// A failed write to the client while the client direction failed to write
+// to the upstream is the upstream's: the relay reset the client because of it.
+func upstreamFault(upEnded, clientEnded error) bool {
+	return upEnded != nil && !errors.Is(upEnded, io.EOF) && !isIdle(upEnded) &&
+		!errors.Is(upEnded, ErrAborted) && (!isWriteErr(upEnded) || isWriteErr(clientEnded))
+}
 func isWriteErr(err error) bool { return errors.Is(err, ErrWrite) }
 
 func endName(err error) string {

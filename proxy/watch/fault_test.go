@@ -397,6 +397,35 @@ func TestFaultClientVanishesMidHandshake(t *testing.T) {
 			// whatever the client did next, nothing failed on the path.
 			modes: []failure.Mode{failure.OK},
 		},
+		{
+			// The relay's write to the vanished client takes the reset, so
+			// the upstream direction ends with a write error first: that is
+			// the client's doing, not the upstream's.
+			name: "after a finished handshake, while the upstream streams to it",
+			upstream: func(c net.Conn) {
+				tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}, NextProtos: []string{"h2"}})
+				if tc.Handshake() != nil {
+					return
+				}
+				tc.Read(make([]byte, 4))
+				chunk := bytes.Repeat([]byte("z"), 16<<10)
+				for {
+					if _, err := tc.Write(chunk); err != nil {
+						return
+					}
+				}
+			},
+			client: func(t *testing.T, c net.Conn) {
+				tc := tls.Client(c, clientConfig(tls.VersionTLS13, false))
+				tc.SetDeadline(time.Now().Add(5 * time.Second))
+				if err := tc.Handshake(); err != nil {
+					t.Fatalf("handshake: %v", err)
+				}
+				tc.Write([]byte("ping"))
+				io.ReadFull(tc, make([]byte, 1<<20))
+			},
+			modes: []failure.Mode{failure.OK},
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
