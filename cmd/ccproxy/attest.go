@@ -64,11 +64,7 @@ func runAttest(cmd *cobra.Command, file string) error {
 	if err != nil {
 		return err
 	}
-	ec, err := parseEvidenceConfig(s)
-	if err != nil {
-		return err
-	}
-	ev, err := ec.load()
+	ev, err := loadEvidence(s)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"sort"
 	"strconv"
@@ -23,6 +24,23 @@ type settings struct {
 	v    *viper.Viper
 	cmd  *cobra.Command
 	file string // config file in use, "" if none
+}
+
+// setup is the start of every long-running command: its settings, its
+// logger, and a log line naming the config file in use.
+func setup(cmd *cobra.Command) (*settings, *slog.Logger, error) {
+	s, err := loadSettings(cmd)
+	if err != nil {
+		return nil, nil, err
+	}
+	log, err := newLogger(s, cmd.ErrOrStderr())
+	if err != nil {
+		return nil, nil, err
+	}
+	if s.file != "" {
+		log.Info("config", "file", s.file)
+	}
+	return s, log, nil
 }
 
 // defaultConfigPaths are searched when --config is not given.

@@ -51,6 +51,15 @@ func parseEvidenceConfig(s *settings) (evidenceConfig, error) {
 	return c, nil
 }
 
+// loadEvidence reads the evidence flags and loads what they name.
+func loadEvidence(s *settings) (*evidence, error) {
+	ec, err := parseEvidenceConfig(s)
+	if err != nil {
+		return nil, err
+	}
+	return ec.load()
+}
+
 // evidence is the loaded evidence configuration: the attest options every
 // check starts from (without a nonce) and a cache shared by all checks.
 type evidence struct {

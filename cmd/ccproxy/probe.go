@@ -92,11 +92,7 @@ func runProbe(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
-	ec, err := parseEvidenceConfig(s)
-	if err != nil {
-		return err
-	}
-	ev, err := ec.load()
+	ev, err := loadEvidence(s)
 	if err != nil {
 		return err
 	}

@@ -221,11 +221,7 @@ func parseRoutes(s *settings, getenv func(string) string, plain map[string]bool)
 }
 
 func runRelay(cmd *cobra.Command, _ []string) error {
-	s, err := loadSettings(cmd)
-	if err != nil {
-		return err
-	}
-	log, err := newLogger(s, cmd.ErrOrStderr())
+	s, log, err := setup(cmd)
 	if err != nil {
 		return err
 	}
@@ -233,11 +229,7 @@ func runRelay(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
-	ctx := cmd.Context()
-	if s.file != "" {
-		log.Info("config", "file", s.file)
-	}
-	return serveRelay(ctx, cfg, log, nil)
+	return serveRelay(cmd.Context(), cfg, log, nil)
 }
 
 // serveRelay runs relay mode until ctx ends. ready, if set, gets the bound

@@ -308,20 +308,13 @@ func parseTunnelServeConfig(s *settings) (*tunnelServeConfig, error) {
 }
 
 func runTunnelServe(cmd *cobra.Command, _ []string) error {
-	s, err := loadSettings(cmd)
-	if err != nil {
-		return err
-	}
-	log, err := newLogger(s, cmd.ErrOrStderr())
+	s, log, err := setup(cmd)
 	if err != nil {
 		return err
 	}
 	cfg, err := parseTunnelServeConfig(s)
 	if err != nil {
 		return err
-	}
-	if s.file != "" {
-		log.Info("config", "file", s.file)
 	}
 	return serveTunnel(cmd.Context(), cfg, log)
 }
@@ -508,20 +501,13 @@ func parseTunnelConnectConfig(s *settings) (*tunnelConnectConfig, error) {
 }
 
 func runTunnelConnect(cmd *cobra.Command, _ []string) error {
-	s, err := loadSettings(cmd)
-	if err != nil {
-		return err
-	}
-	log, err := newLogger(s, cmd.ErrOrStderr())
+	s, log, err := setup(cmd)
 	if err != nil {
 		return err
 	}
 	cfg, err := parseTunnelConnectConfig(s)
 	if err != nil {
 		return err
-	}
-	if s.file != "" {
-		log.Info("config", "file", s.file)
 	}
 	cert, err := cfg.common.loadCert(log)
 	if err != nil {
