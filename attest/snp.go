@@ -28,6 +28,7 @@ type snpDecoded struct {
 	line    string // product line, e.g. Milan; empty if unknown
 	signer  abi.ReportSigner
 	ek      *x509.Certificate // VCEK or VLEK from the evidence
+	ekErr   error             // why the evidence's VCEK or VLEK does not parse
 	ask     *x509.Certificate
 	crl     *x509.RevocationList
 }
@@ -44,7 +45,7 @@ func decodeSNPFields(att *spb.Attestation) (snpDecoded, []Field) {
 		ekDER, ekName = chain.GetVlekCert(), "VLEK"
 	}
 	if len(ekDER) > 0 {
-		d.ek, _ = x509.ParseCertificate(ekDER)
+		d.ek, d.ekErr = x509.ParseCertificate(ekDER)
 	}
 	if len(chain.GetAskCert()) > 0 {
 		d.ask, _ = x509.ParseCertificate(chain.GetAskCert())
@@ -94,6 +95,8 @@ func decodeSNPFields(att *spb.Attestation) (snpDecoded, []Field) {
 	}
 	if d.ek != nil {
 		fs = append(fs, Field{ekName + " certificate", certSummary(d.ek)})
+	} else if d.ekErr != nil {
+		fs = append(fs, Field{ekName + " certificate", "in the evidence, but does not parse: " + d.ekErr.Error()})
 	} else {
 		fs = append(fs, Field{ekName + " certificate", "not in the evidence"})
 	}
@@ -125,6 +128,11 @@ func orUnknown(s string) string {
 // checkSNP verifies the attestation and validates it against every SNP
 // reference-value entry; the first passing entry wins, as in Contrast.
 func checkSNP(ctx context.Context, att *spb.Attestation, d snpDecoded, x *expect) outcome {
+	if d.ekErr != nil {
+		// A certificate that is there but broken is a fault of the
+		// evidence, not something fetching could make up for.
+		return fail(stageVerify, failure.EvidenceInvalid, "the report's %s certificate does not parse: %v", d.signerName(), d.ekErr)
+	}
 	if x.opts.Offline && d.ek == nil {
 		o := fail(stageVerify, failure.EvidenceInvalid,
 			"the report carries no %s certificate and offline mode forbids fetching it from AMD KDS, so its signature cannot be verified", d.signerName())
