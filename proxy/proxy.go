@@ -238,6 +238,7 @@ func (s *server) acceptLoop(ctx context.Context, r Route, ln net.Listener) {
 // a Wait after ln is closed cannot miss one.
 func Accept(ln net.Listener, log *slog.Logger, limit chan struct{}, wg *sync.WaitGroup, refused func(net.Conn), handle func(c net.Conn, done func())) {
 	var delay time.Duration
+	var refusedN int64
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -257,7 +258,11 @@ func Accept(ln net.Listener, log *slog.Logger, limit chan struct{}, wg *sync.Wai
 		select {
 		case limit <- struct{}{}:
 		default:
-			log.Warn("max connections reached, closing new connection", "listen", ln.Addr().String(), "client", c.RemoteAddr().String(), "max_connections", cap(limit))
+			// A flood must not flood the log too: the first refusal, then
+			// every thousandth, with the running count (metrics count each).
+			if refusedN++; refusedN == 1 || refusedN%1000 == 0 {
+				log.Warn("max connections reached, closing new connections", "listen", ln.Addr().String(), "client", c.RemoteAddr().String(), "max_connections", cap(limit), "refused_so_far", refusedN)
+			}
 			if refused != nil {
 				refused(c)
 			}
