@@ -285,7 +285,7 @@ func TestPercentiles(t *testing.T) {
 func TestReadOverlongLine(t *testing.T) {
 	r := strings.NewReader(string(exportLine(t, []span{{mode: "ok"}})) + "\n" + strings.Repeat("x", 5000) + "\n")
 	n := 0
-	st, err := readOTLPJSON(r, "big.jsonl", func(Connection) { n++ }, 4096)
+	st, err := readOTLPJSON(r, "big.jsonl", func(Connection) { n++ }, 4096, nil)
 	if err != nil || st.Skipped != 1 || n != 1 || !strings.HasPrefix(st.Problems[0], "big.jsonl:2: line longer than 4096 bytes") {
 		t.Fatalf("err %v, stats %+v, %d connections", err, st, n)
 	}

@@ -14,9 +14,7 @@ package analyze
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"html/template"
 	"io"
@@ -156,48 +154,10 @@ func (tc *TraceCollector) ReadOTLPJSON(r io.Reader, name string, fn func(Connect
 }
 
 func (tc *TraceCollector) read(r io.Reader, name string, fn func(Connection), maxLine int) (ReadStats, error) {
-	var st ReadStats
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, min(64<<10, maxLine)), maxLine)
-	var u ptrace.JSONUnmarshaler
-	for sc.Scan() {
-		st.Lines++
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 {
-			continue
-		}
-		td, err := u.UnmarshalTraces(line)
-		if err != nil {
-			st.skip(name, st.Lines, err)
-			continue
-		}
-		rss := td.ResourceSpans()
-		for i := range rss.Len() {
-			sss := rss.At(i).ScopeSpans()
-			for j := range sss.Len() {
-				spans := sss.At(j).Spans()
-				for k := range spans.Len() {
-					s := spans.At(k)
-					st.Spans++
-					if c, ok := connectionFromSpan(s); ok {
-						st.Connections++
-						if fn != nil {
-							fn(c)
-						}
-					}
-					tc.add(s)
-				}
-			}
-		}
+	if fn == nil {
+		fn = func(Connection) {}
 	}
-	if err := sc.Err(); err != nil {
-		if errors.Is(err, bufio.ErrTooLong) {
-			st.skip(name, st.Lines+1, fmt.Errorf("line longer than %d bytes", maxLine))
-			return st, nil
-		}
-		return st, fmt.Errorf("reading %s: %w", name, err)
-	}
-	return st, nil
+	return readOTLPJSON(r, name, fn, maxLine, tc.add)
 }
 
 func (tc *TraceCollector) add(s ptrace.Span) {

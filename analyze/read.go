@@ -83,10 +83,12 @@ func (s *ReadStats) Add(o ReadStats) {
 // ignored; a malformed line is recorded as "name:line: error" in the stats,
 // counted and skipped. The error is only for failing to read r.
 func ReadOTLPJSON(r io.Reader, name string, fn func(Connection)) (ReadStats, error) {
-	return readOTLPJSON(r, name, fn, maxLineBytes)
+	return readOTLPJSON(r, name, fn, maxLineBytes, nil)
 }
 
-func readOTLPJSON(r io.Reader, name string, fn func(Connection), maxLine int) (ReadStats, error) {
+// readOTLPJSON is ReadOTLPJSON with a line limit; each, if not nil, also
+// sees every span read (connection spans after fn).
+func readOTLPJSON(r io.Reader, name string, fn func(Connection), maxLine int, each func(ptrace.Span)) (ReadStats, error) {
 	var st ReadStats
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, min(64<<10, maxLine)), maxLine)
@@ -108,10 +110,14 @@ func readOTLPJSON(r io.Reader, name string, fn func(Connection), maxLine int) (R
 			for j := range sss.Len() {
 				spans := sss.At(j).Spans()
 				for k := range spans.Len() {
+					sp := spans.At(k)
 					st.Spans++
-					if c, ok := connectionFromSpan(spans.At(k)); ok {
+					if c, ok := connectionFromSpan(sp); ok {
 						st.Connections++
 						fn(c)
+					}
+					if each != nil {
+						each(sp)
 					}
 				}
 			}
