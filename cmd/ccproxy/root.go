@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/ccproxy-dev/ccproxy/admin"
 	"github.com/ccproxy-dev/ccproxy/proxy"
@@ -51,18 +52,11 @@ CCPROXY_* environment variable (--idle-timeout: idle-timeout, CCPROXY_IDLE_TIMEO
 	f.String("listen", ":1313", "address to accept connections on")
 	f.String("upstream", "", "the Coordinator (or load balancer) as host:port, resolved per connection")
 	f.StringArray("forward", nil, "LISTEN=UPSTREAM pair to relay, repeatable (e.g. :7777=coordinator:7777)")
-	f.String("plain-ports", "1314,8200", "upstream ports relayed and traced without TLS inspection (comma separated)")
-	f.Duration("dial-timeout", proxy.DefaultDialTimeout, "upstream TCP connect timeout")
-	f.Duration("idle-timeout", proxy.DefaultIdleTimeout, "close a connection silent in both directions this long (0 disables)")
 	f.Duration("drain-timeout", proxy.DefaultDrainTimeout, "on SIGTERM/SIGINT, how long in-flight connections may finish")
 	f.Int("max-connections", proxy.DefaultMaxConns, "concurrent connections; beyond it new ones are closed at once")
-	f.Duration("issuer-deadline", watch.DefaultIssuerDeadline, "silence after the ClientHello beyond which a connection is issuer_timeout")
-	f.String("admin-listen", "", "serve /healthz, /readyz and /metrics on this address (off when empty)")
+	addRelayFlags(f)
 	f.String("trace-file", "", "append spans as OTLP/JSON lines to this file (- for stdout)")
 	f.String("otlp-endpoint", "", "export spans over OTLP: grpc://host:port or host:port (gRPC), http(s)://host:port (HTTP)")
-	addEvidenceFlags(f)
-	f.Duration("probe-cache", 30*time.Second, "reuse an upstream's probe result this long (a storm of failing clients makes one probe)")
-	f.Bool("probe", true, "probe the upstream to refine client_rejected_certificate and internal_error verdicts")
 	addLogFlags(root.PersistentFlags())
 
 	// Subcommands, one file each (cmd/ccproxy/<name>.go).
@@ -97,14 +91,9 @@ type relayConfig struct {
 func parseRelayConfig(s *settings, getenv func(string) string) (*relayConfig, error) {
 	c := &relayConfig{}
 	var err error
-	if c.dialTimeout, err = s.Duration("dial-timeout"); err != nil {
+	plain, err := c.parseRelayFlags(s)
+	if err != nil {
 		return nil, err
-	}
-	if c.idleTimeout, err = s.Duration("idle-timeout"); err != nil {
-		return nil, err
-	}
-	if c.idleTimeout == 0 {
-		c.idleTimeout = -1 // 0 disables
 	}
 	if c.drainTimeout, err = s.Duration("drain-timeout"); err != nil {
 		return nil, err
@@ -114,6 +103,44 @@ func parseRelayConfig(s *settings, getenv func(string) string) (*relayConfig, er
 	}
 	if c.maxConns == 0 {
 		return nil, usageErrorf("%s: must be at least 1", where("max-connections"))
+	}
+	c.traceFile = s.String("trace-file")
+	c.otlpEndpoint = s.String("otlp-endpoint")
+	if c.otlpEndpoint != "" {
+		if err := trace.ValidateEndpoint(c.otlpEndpoint); err != nil {
+			return nil, usageErrorf("%s: %v", where("otlp-endpoint"), err)
+		}
+	}
+	if c.routes, err = parseRoutes(s, getenv, plain); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// addRelayFlags defines what relay mode and `tunnel serve` share: how each
+// relayed connection is dialed, timed out, inspected, checked and probed.
+func addRelayFlags(f *pflag.FlagSet) {
+	f.String("plain-ports", "1314,8200", "upstream ports relayed and traced without TLS inspection (comma separated)")
+	f.Duration("dial-timeout", proxy.DefaultDialTimeout, "upstream TCP connect timeout")
+	f.Duration("idle-timeout", proxy.DefaultIdleTimeout, "close a connection silent in both directions this long (0 disables)")
+	f.Duration("issuer-deadline", watch.DefaultIssuerDeadline, "silence after the ClientHello beyond which a connection is issuer_timeout")
+	f.String("admin-listen", "", "serve /healthz, /readyz and /metrics on this address (off when empty)")
+	addEvidenceFlags(f)
+	f.Duration("probe-cache", 30*time.Second, "reuse an upstream's probe result this long (a storm of failing clients makes one probe)")
+	f.Bool("probe", true, "probe the upstream to refine client_rejected_certificate and internal_error verdicts")
+}
+
+// parseRelayFlags reads the flags addRelayFlags defines into c and returns
+// the set of plain (not inspected) upstream ports.
+func (c *relayConfig) parseRelayFlags(s *settings) (plain map[string]bool, err error) {
+	if c.dialTimeout, err = s.Duration("dial-timeout"); err != nil {
+		return nil, err
+	}
+	if c.idleTimeout, err = s.Duration("idle-timeout"); err != nil {
+		return nil, err
+	}
+	if c.idleTimeout == 0 {
+		c.idleTimeout = -1 // 0 disables
 	}
 	if c.issuerDeadline, err = s.Duration("issuer-deadline"); err != nil {
 		return nil, err
@@ -130,27 +157,17 @@ func parseRelayConfig(s *settings, getenv func(string) string) (*relayConfig, er
 			return nil, usageErrorf("%s: %q is not host:port or :port", where("admin-listen"), c.adminListen)
 		}
 	}
-	c.traceFile = s.String("trace-file")
-	c.otlpEndpoint = s.String("otlp-endpoint")
-	if c.otlpEndpoint != "" {
-		if err := trace.ValidateEndpoint(c.otlpEndpoint); err != nil {
-			return nil, usageErrorf("%s: %v", where("otlp-endpoint"), err)
-		}
-	}
 	if c.evidence, err = parseEvidenceConfig(s); err != nil {
 		return nil, err
 	}
-	plain := map[string]bool{}
+	plain = map[string]bool{}
 	for _, p := range s.StringList("plain-ports") {
 		if n, err := strconv.Atoi(p); err != nil || n <= 0 || n > 65535 {
 			return nil, usageErrorf("%s: %q is not a port number", where("plain-ports"), p)
 		}
 		plain[p] = true
 	}
-	if c.routes, err = parseRoutes(s, getenv, plain); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return plain, nil
 }
 
 // parseRoutes builds the listen→upstream pairs from --forward, from

@@ -190,16 +190,9 @@ when it names none.`,
 	f.String("quic-listen", ":4433", "UDP address to accept tunnel connections on")
 	f.String("upstream", "", "upstream of the default route (named \"default\"), host:port")
 	f.StringArray("route", nil, "NAME=HOST:PORT: a further route a client may pick by name (repeatable)")
-	f.String("plain-ports", "1314,8200", "upstream ports relayed and traced without TLS inspection (comma separated)")
-	f.Duration("dial-timeout", proxy.DefaultDialTimeout, "upstream TCP connect timeout")
-	f.Duration("idle-timeout", proxy.DefaultIdleTimeout, "close a relayed connection silent in both directions this long (0 disables)")
-	f.Duration("issuer-deadline", watch.DefaultIssuerDeadline, "silence after the ClientHello beyond which a connection is issuer_timeout")
 	f.Int("max-streams", tunnel.DefaultMaxStreams, "concurrent connections per tunnel client")
-	f.String("admin-listen", "", "serve /healthz, /readyz and /metrics on this address (off when empty)")
+	addRelayFlags(f)
 	addTunnelCommonFlags(f, "client")
-	addEvidenceFlags(f)
-	f.Duration("probe-cache", 30*time.Second, "reuse an upstream's probe result this long")
-	f.Bool("probe", true, "probe the upstream to refine client_rejected_certificate and internal_error verdicts")
 	return cmd
 }
 
@@ -226,22 +219,8 @@ func parseTunnelServeConfig(s *settings) (*tunnelServeConfig, error) {
 	r := c.relay
 	r.drainTimeout, r.maxConns = c.common.drainTimeout, c.common.maxConns
 	r.traceFile, r.otlpEndpoint = c.common.traceFile, c.common.otlpEndpoint
-	if r.dialTimeout, err = s.Duration("dial-timeout"); err != nil {
-		return nil, err
-	}
-	if r.idleTimeout, err = s.Duration("idle-timeout"); err != nil {
-		return nil, err
-	}
-	if r.idleTimeout == 0 {
-		r.idleTimeout = -1 // 0 disables
-	}
-	if r.issuerDeadline, err = s.Duration("issuer-deadline"); err != nil {
-		return nil, err
-	}
-	if r.probeCache, err = s.Duration("probe-cache"); err != nil {
-		return nil, err
-	}
-	if r.probe, err = s.Bool("probe"); err != nil {
+	plain, err := r.parseRelayFlags(s)
+	if err != nil {
 		return nil, err
 	}
 	if c.maxStreams, err = s.Int("max-streams"); err != nil {
@@ -250,23 +229,7 @@ func parseTunnelServeConfig(s *settings) (*tunnelServeConfig, error) {
 	if c.maxStreams == 0 {
 		return nil, usageErrorf("%s: must be at least 1", where("max-streams"))
 	}
-	r.adminListen = s.String("admin-listen")
-	if r.adminListen != "" {
-		if _, _, err := net.SplitHostPort(r.adminListen); err != nil {
-			return nil, usageErrorf("%s: %q is not host:port or :port", where("admin-listen"), r.adminListen)
-		}
-	}
-	if r.evidence, err = parseEvidenceConfig(s); err != nil {
-		return nil, err
-	}
 
-	plain := map[string]bool{}
-	for _, p := range s.StringList("plain-ports") {
-		if n, err := strconv.Atoi(p); err != nil || n <= 0 || n > 65535 {
-			return nil, usageErrorf("%s: %q is not a port number", where("plain-ports"), p)
-		}
-		plain[p] = true
-	}
 	add := func(name, upstream, flag string) error {
 		if err := tunnel.ValidRouteName(name); err != nil {
 			return usageErrorf("%s: %v", flag, err)
