@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every Go fuzz target in the module for a set time each.
 #   scripts/fuzz.sh 30s          # full run, writes fuzz/RESULTS.md
-#   scripts/fuzz.sh 5s smoke     # CI smoke run, no results file
+#   scripts/fuzz.sh 300x smoke   # CI smoke run (a count per target), no results file
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fuzztime=${1:-30s}
