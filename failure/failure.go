@@ -18,6 +18,7 @@ const (
 	UpstreamDNSFailure         Mode = "upstream_dns_failure"
 	UpstreamRefused            Mode = "upstream_refused"
 	UpstreamDialTimeout        Mode = "upstream_dial_timeout"
+	UpstreamUnreachable        Mode = "upstream_unreachable"
 	LBClosedEarly              Mode = "lb_closed_early"
 	IssuerTimeout              Mode = "issuer_timeout"
 	IssuerError                Mode = "issuer_error"
@@ -29,6 +30,7 @@ const (
 	PolicyHashMismatch         Mode = "policy_hash_mismatch"
 	MeasurementMismatch        Mode = "measurement_mismatch"
 	TCBMismatch                Mode = "tcb_mismatch"
+	ReferenceValueMismatch     Mode = "reference_value_mismatch"
 	ClientRejectedCertificate  Mode = "client_rejected_certificate"
 	UnsupportedATLSVersion     Mode = "unsupported_atls_version"
 	ClockSkew                  Mode = "clock_skew"
@@ -38,16 +40,19 @@ const (
 	CoordinatorRecoveryMode    Mode = "coordinator_recovery_mode"
 	CoordinatorNoManifest      Mode = "coordinator_no_manifest"
 	ManifestMismatch           Mode = "manifest_mismatch"
+	CoordinatorAPIError        Mode = "coordinator_api_error"
+	TunnelUnavailable          Mode = "tunnel_unavailable"
 )
 
 // All lists every contract mode in the contract's order.
 var All = []Mode{
 	OK, ClientAborted, ClientNotTLS, UpstreamDNSFailure, UpstreamRefused,
-	UpstreamDialTimeout, LBClosedEarly, IssuerTimeout, IssuerError, UpstreamNotTLS,
-	UnexpectedCertificate, NoMatchingValidator, EvidenceInvalid, ReportDataMismatch,
-	PolicyHashMismatch, MeasurementMismatch, TCBMismatch, ClientRejectedCertificate,
-	UnsupportedATLSVersion, ClockSkew, CoordinatorVersionMismatch, TLSAlert,
-	UpstreamReset, CoordinatorRecoveryMode, CoordinatorNoManifest, ManifestMismatch,
+	UpstreamDialTimeout, UpstreamUnreachable, LBClosedEarly, IssuerTimeout, IssuerError,
+	UpstreamNotTLS, UnexpectedCertificate, NoMatchingValidator, EvidenceInvalid,
+	ReportDataMismatch, PolicyHashMismatch, MeasurementMismatch, TCBMismatch,
+	ReferenceValueMismatch, ClientRejectedCertificate, UnsupportedATLSVersion, ClockSkew,
+	CoordinatorVersionMismatch, TLSAlert, UpstreamReset, CoordinatorRecoveryMode,
+	CoordinatorNoManifest, ManifestMismatch, CoordinatorAPIError, TunnelUnavailable,
 }
 
 // Known reports whether m is a value of the contract's table.
@@ -65,7 +70,7 @@ func (m Mode) Known() bool {
 func (m Mode) IsEvidence() bool {
 	switch m {
 	case UnexpectedCertificate, NoMatchingValidator, EvidenceInvalid, ReportDataMismatch,
-		PolicyHashMismatch, MeasurementMismatch, TCBMismatch:
+		PolicyHashMismatch, MeasurementMismatch, TCBMismatch, ReferenceValueMismatch:
 		return true
 	}
 	return false
