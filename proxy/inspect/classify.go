@@ -429,10 +429,12 @@ func dialVerdict(err error) Verdict {
 		return Verdict{failure.UpstreamDNSFailure, fmt.Sprintf("The upstream name %q does not resolve (%v).", dnsErr.Name, dnsErr.Err)}
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return Verdict{failure.UpstreamRefused, fmt.Sprintf("The upstream refused the TCP connection: nothing listens on that port (%v).", err)}
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH), errors.Is(err, syscall.EHOSTDOWN):
+		// Checked before the timeouts: the network's own answer that no
+		// packet can get there names the cause even if a deadline passed too.
+		return Verdict{failure.UpstreamUnreachable, fmt.Sprintf("The dial failed with no route to the upstream (%v): a wrong address, a node or load balancer that is gone, a missing route, or a network policy or firewall that rejects.", err)}
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded), isTimeoutErr(err):
 		return Verdict{failure.UpstreamDialTimeout, fmt.Sprintf("No TCP answer from the upstream in time (%v).", err)}
-	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
-		return Verdict{failure.UpstreamDialTimeout, fmt.Sprintf("The upstream is unreachable from here (%v).", err)}
 	}
 	return Verdict{failure.UpstreamRefused, fmt.Sprintf("The upstream TCP connection failed (%v).", err)}
 }

@@ -1,0 +1,69 @@
+package inspect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/ccproxy-dev/ccproxy/failure"
+)
+
+// dialErr is a dial error as net.Dialer returns it for a failed connect(2).
+func dialErr(errno syscall.Errno) error {
+	return &net.OpError{Op: "dial", Net: "tcp", Addr: &net.TCPAddr{IP: net.IPv4(10, 0, 0, 9), Port: 1313},
+		Err: os.NewSyscallError("connect", errno)}
+}
+
+// timeoutErr is a net.Error that says it timed out, as a dial with a
+// Dialer.Timeout fails.
+type timeoutErr struct{}
+
+func (timeoutErr) Error() string   { return "i/o timeout" }
+func (timeoutErr) Timeout() bool   { return true }
+func (timeoutErr) Temporary() bool { return true }
+
+// TestDialVerdict: each dial error the relay and the probe can get is named
+// by the classifier, from the error value (not its text).
+func TestDialVerdict(t *testing.T) {
+	tests := []struct {
+		name   string
+		err    error
+		want   failure.Mode
+		detail string // a substring of the detail
+	}{
+		{name: "no route to host", err: dialErr(syscall.EHOSTUNREACH), want: failure.UpstreamUnreachable, detail: "no route to host"},
+		{name: "network unreachable", err: dialErr(syscall.ENETUNREACH), want: failure.UpstreamUnreachable, detail: "network is unreachable"},
+		{name: "host down", err: dialErr(syscall.EHOSTDOWN), want: failure.UpstreamUnreachable, detail: "host is down"},
+		{name: "no route, wrapped again", err: fmt.Errorf("dialing upstream: %w", dialErr(syscall.EHOSTUNREACH)), want: failure.UpstreamUnreachable},
+		{name: "refused", err: dialErr(syscall.ECONNREFUSED), want: failure.UpstreamRefused, detail: "nothing listens"},
+		{name: "connect timed out", err: dialErr(syscall.ETIMEDOUT), want: failure.UpstreamDialTimeout},
+		{name: "context deadline", err: &net.OpError{Op: "dial", Net: "tcp", Err: context.DeadlineExceeded}, want: failure.UpstreamDialTimeout},
+		{name: "dialer timeout", err: &net.OpError{Op: "dial", Net: "tcp", Err: timeoutErr{}}, want: failure.UpstreamDialTimeout},
+		{name: "name does not resolve", err: &net.OpError{Op: "dial", Net: "tcp", Err: &net.DNSError{Err: "no such host", Name: "c.invalid", IsNotFound: true}},
+			want: failure.UpstreamDNSFailure, detail: `"c.invalid"`},
+		{name: "resolver timed out", err: &net.DNSError{Err: "i/o timeout", Name: "c.example", IsTimeout: true}, want: failure.UpstreamDNSFailure, detail: "timed out"},
+		{name: "another error", err: errors.New("socket: too many open files"), want: failure.UpstreamRefused},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var c Classifier
+			c.Dialed(tc.err)
+			v := c.Verdict()
+			if v.Mode != tc.want {
+				t.Fatalf("Verdict() = %s (%s), want %s", v.Mode, v.Detail, tc.want)
+			}
+			if !strings.Contains(v.Detail, tc.detail) {
+				t.Errorf("detail %q lacks %q", v.Detail, tc.detail)
+			}
+			// A plain TCP route names the dial the same way.
+			if pv := c.PlainVerdict(0, 0); pv.Mode != tc.want {
+				t.Errorf("PlainVerdict() = %s, want %s", pv.Mode, tc.want)
+			}
+		})
+	}
+}
