@@ -107,25 +107,8 @@ func TestTunnelNamesAndSelectors(t *testing.T) {
 		t.Errorf("replicas %v, want 1: a QUIC connection lives in one process", o.deploy.Spec.Replicas)
 	}
 
-	// Applied next to the port-forwarder: neither Service may pick up the
-	// other's pods (UDP 4433 on a port-forwarder pod, or TCP 1313 on a
-	// tunnel pod, would fail), nor may a Deployment adopt the other's pods.
-	socat := load(t, readManifest(t))
-	socatPod := labels.Set(socat.deploy.Spec.Template.Labels)
-	for _, tc := range []struct {
-		what string
-		sel  map[string]string
-		pod  labels.Set
-	}{
-		{"tunnel Service selects port-forwarder pods", o.service.Spec.Selector, socatPod},
-		{"tunnel Deployment selects port-forwarder pods", o.deploy.Spec.Selector.MatchLabels, socatPod},
-		{"port-forwarder Service selects tunnel pods", socat.service.Spec.Selector, pod},
-		{"port-forwarder Deployment selects tunnel pods", socat.deploy.Spec.Selector.MatchLabels, pod},
-	} {
-		if labels.SelectorFromSet(tc.sel).Matches(tc.pod) {
-			t.Error(tc.what)
-		}
-	}
+	// Applied next to the port-forwarders: TestManifestsDoNotSelectEachOther
+	// checks that no Service or Deployment picks up another manifest's pods.
 }
 
 // listenPort returns the port of a host:port or :port flag value.
@@ -519,16 +502,18 @@ func TestTunnelSecurity(t *testing.T) {
 	}
 }
 
-// Both manifests run the same build: the tunnel must not lag behind when
-// the port-forwarder is re-pinned.
+// All manifests run the same build: neither the tunnel nor the Deployment
+// variant may lag behind when the port-forwarder Pod is re-pinned.
 func TestTunnelImagePinnedLikeSocat(t *testing.T) {
 	img := container(t, loadTunnel(t).deploy).Image
-	socat := container(t, load(t, readManifest(t)).deploy).Image
 	if !digestRef.MatchString(img) {
 		t.Errorf("image %q is not pinned by digest", img)
 	}
-	if img != socat {
-		t.Errorf("image %q differs from %s's %q: run scripts/pin-image.sh for both files", img, manifestFile, socat)
+	for _, m := range relayManifests {
+		relay := load(t, readFile(t, m)).container(t).Image
+		if img != relay {
+			t.Errorf("%s's image %q differs from %s's %q: run scripts/pin-image.sh for every file", tunnelFile, img, m.file, relay)
+		}
 	}
 }
 
