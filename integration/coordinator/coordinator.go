@@ -17,8 +17,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/asn1"
 	"errors"
 	"fmt"
 	"io"
@@ -160,20 +162,38 @@ func New(cfg Config) (*Coordinator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: %w", err)
 	}
-	old, err := atls.ServerConfig(iss, atls.ServerOptions{SNIOnly: true, Now: c.now, Key: key})
+	old, err := atls.ServerConfig(replaying(iss, spki), atls.ServerOptions{SNIOnly: true, Now: c.now, Key: key})
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: %w", err)
 	}
 	// One key and issuer, two nonce rules: the connection's fault picks.
 	c.tlsConfig = &tls.Config{
 		GetConfigForClient: func(chi *tls.ClientHelloInfo) (*tls.Config, error) {
-			if faultFrom(chi.Context()) == FaultOldCoordinator {
+			if f := faultFrom(chi.Context()); f == FaultOldCoordinator || f == FaultReplayedEvidence {
 				return old.GetConfigForClient(chi)
 			}
 			return current.GetConfigForClient(chi)
 		},
 	}
 	return c, nil
+}
+
+// replayedNonce is the nonce FaultReplayedEvidence's evidence is bound to:
+// fixed, as if captured from an earlier handshake.
+func replayedNonce() []byte {
+	h := sha256.Sum256([]byte("ccproxy simulated coordinator: a nonce from an earlier handshake"))
+	return h[:]
+}
+
+// replaying wraps iss so that under FaultReplayedEvidence the evidence binds
+// replayedNonce instead of the client's nonce (and is otherwise healthy).
+func replaying(iss atls.Issuer, spki []byte) atls.Issuer {
+	return atls.IssuerFunc(func(ctx context.Context, reportData [64]byte) (asn1.ObjectIdentifier, []byte, error) {
+		if faultFrom(ctx) == FaultReplayedEvidence {
+			reportData = atls.ReportData(spki, replayedNonce())
+		}
+		return iss.Issue(ctx, reportData)
+	})
 }
 
 func orDefault(d, def time.Duration) time.Duration {

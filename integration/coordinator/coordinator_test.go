@@ -2,6 +2,8 @@ package coordinator_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"net"
@@ -16,7 +18,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/ccproxy-dev/ccproxy/atls"
+	"github.com/ccproxy-dev/ccproxy/attest"
 	"github.com/ccproxy-dev/ccproxy/attest/attesttest"
+	"github.com/ccproxy-dev/ccproxy/failure"
 	"github.com/ccproxy-dev/ccproxy/integration/contrastcli"
 	"github.com/ccproxy-dev/ccproxy/integration/coordinator"
 )
@@ -172,13 +176,29 @@ func TestFaults(t *testing.T) {
 			fault: coordinator.FaultOldCoordinator, auth: "localhost",
 			want: regexp.QuoteMeta(handshakePrefix + `remote error: tls: internal error"`), code: codes.Unavailable,
 		},
+		{fault: coordinator.FaultRecoveryModeGuard, want: `^getting manifests: rpc error: code = FailedPrecondition desc = coordinator is in recovery mode$`, code: codes.FailedPrecondition},
+		{
+			fault: coordinator.FaultAPIError,
+			want:  `^getting manifests: rpc error: code = Internal desc = getting history: getting latest transition: configmaps "[a-z-]+" is forbidden: User "system:serviceaccount:[a-z]+:coordinator" cannot get resource "configmaps"`,
+			code:  codes.Internal,
+		},
+		{
+			// To a newer CLI it looks like an old Coordinator ...
+			fault: coordinator.FaultReplayedEvidence, auth: "localhost",
+			want: regexp.QuoteMeta(handshakePrefix + `remote error: tls: internal error"`), code: codes.Unavailable,
+		},
+		{
+			// ... but an older CLI finds its evidence bound to another nonce.
+			fault: coordinator.FaultReplayedEvidence, style: atls.NonceSNI,
+			want: `validator snp-0-MILAN failed: validating report claims: report field REPORT_DATA is [0-9a-f]{128}\. Expect`, code: codes.Unavailable,
+		},
 	}
 	for _, tc := range tests {
 		platform := tc.platform
 		if platform == "" {
 			platform = coordinator.PlatformSNP
 		}
-		t.Run(string(tc.fault)+"/"+platform, func(t *testing.T) {
+		t.Run(string(tc.fault)+"/"+platform+"/"+tc.style.String(), func(t *testing.T) {
 			t.Parallel()
 			c, addr := start(t, coordinator.Config{Platform: platform, Fault: tc.fault, IssuerDelay: 5 * time.Second})
 			opts := cliOptions(c)
@@ -299,6 +319,63 @@ func TestRuntimeChangesAndStateTransitions(t *testing.T) {
 	err = cl.SetManifest(ctx, c.Manifest())
 	if status.Code(errors.Unwrap(err)) != codes.PermissionDenied || !strings.Contains(err.Error(), "validating peer: setting manifest is disabled") {
 		t.Fatalf("second SetManifest: %v", err)
+	}
+}
+
+// The newer, state-guard form of recovery mode also ends with Recover, and
+// SetManifest is refused meanwhile.
+func TestRecoveryModeGuard(t *testing.T) {
+	c, addr := start(t, coordinator.Config{Fault: coordinator.FaultRecoveryModeGuard})
+	ctx := t.Context()
+	cl, err := contrastcli.Dial(ctx, addr, cliOptions(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := cl.GetManifests(ctx); status.Code(errors.Unwrap(err)) != codes.FailedPrecondition {
+		t.Fatalf("GetManifests in recovery mode: %v", err)
+	}
+	if err := cl.SetManifest(ctx, c.Manifest()); status.Code(errors.Unwrap(err)) != codes.FailedPrecondition || !strings.Contains(err.Error(), "coordinator is in recovery mode") {
+		t.Fatalf("SetManifest in recovery mode: %v", err)
+	}
+	if err := cl.Recover(ctx); err != nil {
+		t.Fatalf("Recover: %v", err)
+	}
+	if _, err := contrastcli.Verify(ctx, addr, cliOptions(c)); err != nil {
+		t.Fatalf("after Recover: %v", err)
+	}
+}
+
+// FaultReplayedEvidence binds every handshake's evidence to one fixed nonce,
+// under the Coordinator's key: the same REPORT_DATA each time, bound to
+// neither handshake's nonce.
+func TestReplayedEvidence(t *testing.T) {
+	c, addr := start(t, coordinator.Config{Fault: coordinator.FaultReplayedEvidence})
+	var seen []string
+	for range 2 {
+		nonce, err := atls.NewNonce()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cert *x509.Certificate
+		cfg := atls.ClientConfig(nonce, atls.NonceSNI, "", func(x *x509.Certificate) error { cert = x; return nil })
+		conn, err := tls.Dial("tcp", addr, cfg)
+		if err != nil {
+			t.Fatalf("SNI-nonce handshake: %v", err)
+		}
+		conn.Close()
+		res := attest.CheckCertificate(t.Context(), cert, attest.Options{Offline: true, SNPRoots: c.Authority().SNPRootsPEM(), Nonce: nonce})
+		if res.Mode != failure.ReportDataMismatch {
+			t.Fatalf("evidence for nonce %x: %s (%s), want %s", nonce, res.Mode, res.Detail, failure.ReportDataMismatch)
+		}
+		for _, f := range res.Fields {
+			if f.Name == "Report data" {
+				seen = append(seen, f.Value)
+			}
+		}
+	}
+	if len(seen) != 2 || seen[0] != seen[1] {
+		t.Fatalf("report data of two handshakes: %q, want the same replayed value twice", seen)
 	}
 }
 

@@ -62,6 +62,20 @@ const (
 	// FaultOldCoordinator: the Coordinator reads the nonce only from the SNI,
 	// like versions before the ALPN nonce; newer clients get internal_error.
 	FaultOldCoordinator Fault = "old_coordinator"
+	// FaultRecoveryModeGuard: as FaultRecoveryMode, in the form newer
+	// Coordinators answer from their state guard: GetManifests fails with
+	// FailedPrecondition "coordinator is in recovery mode" until Recover.
+	FaultRecoveryModeGuard Fault = "recovery_mode_guard"
+	// FaultAPIError: GetManifests fails with an error that is no Coordinator
+	// state: Internal "getting history: ...", a Kubernetes RBAC denial from
+	// the ConfigMap history store (see userapi.go).
+	FaultAPIError Fault = "api_error"
+	// FaultReplayedEvidence: the Coordinator reads the nonce only from the
+	// SNI, as FaultOldCoordinator does (newer clients get internal_error), but
+	// its evidence is bound to a fixed nonce of an earlier handshake instead
+	// of the client's: evidence replayed from elsewhere, which must not pass
+	// for an older Coordinator's.
+	FaultReplayedEvidence Fault = "replayed_evidence"
 )
 
 // Faults lists every fault except FaultNone.
@@ -72,6 +86,7 @@ func Faults() []Fault {
 		FaultBadSignature, FaultReportDataUnbound, FaultNotTLS, FaultResetAfterHandshake,
 		FaultRecoveryMode, FaultNoManifest, FaultManifestDiffers, FaultClockSkew,
 		FaultOldCoordinator,
+		FaultRecoveryModeGuard, FaultAPIError, FaultReplayedEvidence,
 	}
 }
 

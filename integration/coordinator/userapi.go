@@ -33,6 +33,13 @@ const (
 	msgRecovered     = "coordinator is already recovered"
 )
 
+// msgAPIError is FaultAPIError's GetManifests error: the form of the
+// Coordinator's own `status.Errorf(codes.Internal, "getting history: %v",
+// err)` when its ConfigMap history store is denied by Kubernetes RBAC (the
+// error text is client-go's Forbidden). No state ccproxy names looks like it.
+const msgAPIError = `getting history: getting latest transition: configmaps "contrast-store-transitions-latest" is forbidden: ` +
+	`User "system:serviceaccount:contrast:coordinator" cannot get resource "configmaps" in API group "" in the namespace "contrast"`
+
 // userAPI serves the user API from the Coordinator's state and fault.
 type userAPI struct {
 	userapi.UnimplementedUserAPIServer
@@ -47,6 +54,11 @@ func (u *userAPI) GetManifests(context.Context, *userapi.GetManifestsRequest) (*
 	case c.fault == FaultRecoveryMode:
 		// Older Coordinators wrap the authority's ErrNeedsRecovery like this.
 		return nil, status.Errorf(codes.Internal, "syncing internal state: %s", msgNeedsRecovery)
+	case c.fault == FaultRecoveryModeGuard:
+		// Newer Coordinators answer from the state guard (ErrStaleState).
+		return nil, status.Error(codes.FailedPrecondition, msgNeedsRecovery)
+	case c.fault == FaultAPIError:
+		return nil, status.Error(codes.Internal, msgAPIError)
 	case c.fault == FaultNoManifest || len(c.manifests) == 0:
 		return nil, status.Error(codes.FailedPrecondition, msgNoManifest)
 	}
@@ -66,7 +78,7 @@ func (u *userAPI) SetManifest(ctx context.Context, req *userapi.SetManifestReque
 	c := u.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.fault == FaultRecoveryMode {
+	if c.fault == FaultRecoveryMode || c.fault == FaultRecoveryModeGuard {
 		return nil, status.Error(codes.FailedPrecondition, msgNeedsRecovery)
 	}
 	var m struct{ WorkloadOwnerKeyDigests []string }
@@ -97,7 +109,7 @@ func (u *userAPI) Recover(context.Context, *userapi.RecoverRequest) (*userapi.Re
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
-	case c.fault == FaultRecoveryMode:
+	case c.fault == FaultRecoveryMode || c.fault == FaultRecoveryModeGuard:
 		c.fault = FaultNone
 		return &userapi.RecoverResponse{}, nil
 	case c.fault == FaultNoManifest || len(c.manifests) == 0:
