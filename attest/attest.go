@@ -13,17 +13,26 @@
 // validate (reference values from a Contrast manifest.json). The first
 // failure in this order names the mode:
 //
-//	clock_skew              the certificate is not valid at Options.Now (Coordinator clock off by > 2 h)
-//	unexpected_certificate  no Contrast attestation extension in the certificate
-//	no_matching_validator   evidence for a platform the manifest has no reference values for
-//	evidence_invalid        undecodable, oversized, bad signature or chain, or inconsistent with its own
-//	                        certificates (REPORTED_TCB vs VCEK, CHIP_ID vs VCEK, QE vendor)
-//	report_data_mismatch    REPORT_DATA ≠ SHA-512(certificate public key ‖ nonce)
-//	policy_hash_mismatch    HOST_DATA / MR_CONFIG_ID ≠ the Coordinator policy hash
-//	measurement_mismatch    what was launched: MEASUREMENT, guest policy, VMPL, MRTD, RTMRs, MRSEAM,
-//	                        XFAM, TD attributes
-//	tcb_mismatch            the platform it runs on: minimum TCB / SVNs, platform info, mitigation
-//	                        vector, allowed chip IDs / PIIDs, PCK platform options
+//	clock_skew               the certificate is not valid at Options.Now (Coordinator clock off by > 2 h)
+//	unexpected_certificate   no Contrast attestation extension in the certificate
+//	no_matching_validator    evidence for a platform the manifest has no reference values for
+//	evidence_invalid         undecodable, oversized, bad signature, chain or revocation, or
+//	                         inconsistent with its own certificates (REPORTED_TCB vs VCEK, CHIP_ID
+//	                         vs VCEK, QE vendor)
+//	report_data_mismatch     REPORT_DATA ≠ SHA-512(certificate public key ‖ nonce)
+//	policy_hash_mismatch     HOST_DATA / MR_CONFIG_ID ≠ the Coordinator policy hash
+//	measurement_mismatch     MEASUREMENT (exact, or a 1-vCPU seed extended to 1–220 vCPUs), MRTD, RTMRs
+//	reference_value_mismatch another claim the CLI checks: guest policy, ID key (ID block), VMPL,
+//	                         platform info, allowed chip IDs; MRSEAM, XFAM, TD attributes, PIIDs,
+//	                         PCK platform options
+//	tcb_mismatch             minimum TCB (current and launch) / SVNs, mitigation vector
+//
+// Each mode is decided by the field compared, never by a library's wording;
+// the CLI's own library call with all its options then runs as a last check,
+// so nothing the CLI rejects passes here. The verdict is verified only when
+// every check the CLI makes was made: offline without collateral or a
+// fresh CRL, or without a policy hash, it is unverified with the reason in
+// the "Unverified: not checked" field (docs/conformance.md lists each check).
 //
 // With several reference-value entries for a platform (Contrast accepts the
 // evidence if any entry matches), the entry that got furthest names the mode.

@@ -137,6 +137,13 @@ func TestCheckCertificateModes(t *testing.T) {
 		}
 		for _, sp := range spellings {
 			m := mustManifest(t, sp.manifest(platform))
+			// Offline, ccproxy cannot fetch Intel's collateral and check
+			// revocation as the CLI does: healthy TDX evidence is unverified.
+			// SNP evidence carries its ARK-signed CRL, as Contrast's does.
+			healthyV := attest.Verified
+			if platform == attest.PlatformTDX {
+				healthyV = attest.Unverified
+			}
 			tcbLowMode, tcbLowVerdict := failure.TCBMismatch, attest.Rejected
 			tcbLowDetail := "below the minimum"
 			if platform == attest.PlatformTDX {
@@ -144,7 +151,7 @@ func TestCheckCertificateModes(t *testing.T) {
 				if sp.name == "newest" {
 					// The newest TDX reference values carry no TCB minimum
 					// that can be checked offline.
-					tcbLowMode, tcbLowVerdict, tcbLowDetail = failure.OK, attest.Verified, ""
+					tcbLowMode, tcbLowVerdict, tcbLowDetail = failure.OK, healthyV, ""
 				}
 			}
 			cases := []struct {
@@ -158,7 +165,7 @@ func TestCheckCertificateModes(t *testing.T) {
 				{
 					name:     "untouched",
 					evidence: func(h handshake) attesttest.Evidence { return attesttest.Evidence{ReportData: h.rd} },
-					wantMode: failure.OK, wantV: attest.Verified,
+					wantMode: failure.OK, wantV: healthyV,
 				},
 				{
 					name: "bad signature",
@@ -211,7 +218,7 @@ func TestCheckCertificateModes(t *testing.T) {
 					name:     "no nonce: report data unchecked",
 					evidence: func(h handshake) attesttest.Evidence { return attesttest.Evidence{} },
 					opts:     func(o *attest.Options) { o.Nonce = nil },
-					wantMode: failure.OK, wantV: attest.Verified,
+					wantMode: failure.OK, wantV: healthyV,
 				},
 				{
 					name: "no reference values",
@@ -235,7 +242,7 @@ func TestCheckCertificateModes(t *testing.T) {
 						return attesttest.Evidence{ReportData: h.rd, PolicyHash: otherPolicy}
 					},
 					opts:     func(o *attest.Options) { o.PolicyHashes = [][]byte{otherPolicy[:]} },
-					wantMode: failure.OK, wantV: attest.Verified,
+					wantMode: failure.OK, wantV: healthyV,
 				},
 				{
 					name:     "explicit policy hash mismatch",
@@ -245,6 +252,80 @@ func TestCheckCertificateModes(t *testing.T) {
 					wantDetail: []string{"expected " + hexOf(otherPolicy[:]) + " (from configured Coordinator policy hash)"},
 				},
 			}
+			if platform == attest.PlatformSNP {
+				chipMode, chipV, chipDetail := failure.ReferenceValueMismatch, attest.Rejected, "not in allowed chip IDs"
+				if sp.name == "legacy" {
+					// The older layout allows every chip.
+					chipMode, chipV, chipDetail = failure.OK, attest.Verified, ""
+				}
+				cases = append(cases, []struct {
+					name       string
+					evidence   func(h handshake) attesttest.Evidence
+					opts       func(o *attest.Options)
+					wantMode   failure.Mode
+					wantV      attest.Verdict
+					wantDetail []string
+				}{
+					{
+						name: "ID key not trusted",
+						evidence: func(h handshake) attesttest.Evidence {
+							return attesttest.Evidence{ReportData: h.rd, UntrustedIDKey: true}
+						},
+						wantMode: failure.ReferenceValueMismatch, wantV: attest.Rejected,
+						wantDetail: []string{"report ID key not trusted: ", "expected ID_KEY_DIGEST ", "guest policy ABI 0.0, SMT"},
+					},
+					{
+						name: "no ID block",
+						evidence: func(h handshake) attesttest.Evidence {
+							return attesttest.Evidence{ReportData: h.rd, NoIDBlock: true}
+						},
+						wantMode: failure.ReferenceValueMismatch, wantV: attest.Rejected,
+						wantDetail: []string{"report ID key not trusted: " + strings.Repeat("0", 96), "no ID block"},
+					},
+					{
+						name: "chip not allowed",
+						evidence: func(h handshake) attesttest.Evidence {
+							return attesttest.Evidence{ReportData: h.rd, OtherChip: true}
+						},
+						wantMode: chipMode, wantV: chipV, wantDetail: []string{chipDetail},
+					},
+					{
+						name: "vCPU count against an exact measurement",
+						evidence: func(h handshake) attesttest.Evidence {
+							return attesttest.Evidence{ReportData: h.rd, VCPUs: 4}
+						},
+						wantMode: failure.MeasurementMismatch, wantV: attest.Rejected,
+						wantDetail: []string{"MEASUREMENT is ", "expected " + hexOf(defaultMeasurement[:])},
+					},
+				}...)
+			} else {
+				cases = append(cases, []struct {
+					name       string
+					evidence   func(h handshake) attesttest.Evidence
+					opts       func(o *attest.Options)
+					wantMode   failure.Mode
+					wantV      attest.Verdict
+					wantDetail []string
+				}{
+					{
+						name: "MRSEAM",
+						evidence: func(h handshake) attesttest.Evidence {
+							return attesttest.Evidence{ReportData: h.rd, WrongMRSEAM: true}
+						},
+						wantMode: failure.ReferenceValueMismatch, wantV: attest.Rejected,
+						wantDetail: []string{"MR_SEAM is ", "(MrSeam from manifest tdx[0])"},
+					},
+					{
+						name: "XFAM",
+						evidence: func(h handshake) attesttest.Evidence {
+							return attesttest.Evidence{ReportData: h.rd, WrongXFAM: true}
+						},
+						wantMode: failure.ReferenceValueMismatch, wantV: attest.Rejected,
+						wantDetail: []string{"XFAM is 071a060000000000; expected e71a060000000000 (Xfam from manifest tdx[0])"},
+					},
+				}...)
+			}
+
 			for _, tc := range cases {
 				t.Run(platform+"/"+sp.name+"/"+tc.name, func(t *testing.T) {
 					h := newHandshake(t)
@@ -602,8 +683,11 @@ func TestCheckFileFormats(t *testing.T) {
 	spki, _ := x509.MarshalPKIXPublicKey(h.key.Public())
 	o := opts
 	o.SPKI = spki
-	if res := attest.CheckFile(context.Background(), tdx, o); res.Verdict != attest.Verified {
-		t.Errorf("raw TDX with SPKI: %s/%s (%s)", res.Verdict, res.Mode, res.Detail)
+	// Bound now, it is as checked as TDX evidence can be offline: only the
+	// collateral keeps it unverified.
+	if res := attest.CheckFile(context.Background(), tdx, o); res.Mode != failure.OK || res.Verdict != attest.Unverified ||
+		fieldValue(res, "Unverified: not checked") != "Intel's collateral (TCB info, QE identity) and revocation (offline)" {
+		t.Errorf("raw TDX with SPKI: %s/%s (%s), not checked: %q", res.Verdict, res.Mode, res.Detail, fieldValue(res, "Unverified: not checked"))
 	}
 	o.SPKI = []byte("another key")
 	if res := attest.CheckFile(context.Background(), tdx, o); res.Mode != failure.ReportDataMismatch {
@@ -709,5 +793,61 @@ func TestOldestSNPExtension(t *testing.T) {
 				t.Errorf("report data %s not decoded", got)
 			}
 		})
+	}
+}
+
+// TestVCPUSeedManifest checks the newest SNP layout: TrustedMeasurement is a
+// 1-vCPU seed and APEIP is set, so the CLI tries every vCPU count from 1 to
+// 220 and derives the ID key for the one that matches.
+func TestVCPUSeedManifest(t *testing.T) {
+	a := testAuthority(t)
+	seedManifest := mustManifest(t, a.SeedManifestJSON(attest.PlatformSNP))
+	if ref := seedManifest.SNP[0]; ref.APEIP == nil || ref.CPUSignature != 0xa00f11 {
+		t.Fatalf("seed manifest parsed as APEIP %x, CPU signature %#x", ref.APEIP, ref.CPUSignature)
+	}
+	otherSeed := [48]byte{0x5e, 0xed}
+	tests := []struct {
+		name       string
+		evidence   attesttest.Evidence
+		wantMode   failure.Mode
+		wantV      attest.Verdict
+		wantDetail string
+		wantField  string
+	}{
+		{name: "1 vCPU (the seed itself)", evidence: attesttest.Evidence{VCPUs: 1},
+			wantMode: failure.OK, wantV: attest.Verified, wantField: "extended to 1 vCPUs"},
+		{name: "4 vCPUs", evidence: attesttest.Evidence{VCPUs: 4},
+			wantMode: failure.OK, wantV: attest.Verified, wantField: "extended to 4 vCPUs (APEIP 0080b004, CPU signature 0xa00f11)"},
+		{name: "220 vCPUs", evidence: attesttest.Evidence{VCPUs: 220},
+			wantMode: failure.OK, wantV: attest.Verified, wantField: "extended to 220 vCPUs"},
+		{name: "221 vCPUs is beyond what the CLI tries", evidence: attesttest.Evidence{VCPUs: 221},
+			wantMode: failure.MeasurementMismatch, wantV: attest.Rejected, wantDetail: "measurement does not match any vCPU count from 1 to 220"},
+		{name: "another image", evidence: attesttest.Evidence{VCPUs: 2, Measurement: otherSeed},
+			wantMode: failure.MeasurementMismatch, wantV: attest.Rejected, wantDetail: "measurement does not match any vCPU count from 1 to 220: MEASUREMENT is "},
+		{name: "ID key for the seed, not for 8 vCPUs", evidence: attesttest.Evidence{VCPUs: 8, UntrustedIDKey: true},
+			wantMode: failure.ReferenceValueMismatch, wantV: attest.Rejected, wantDetail: "report ID key not trusted: "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHandshake(t)
+			tt.evidence.ReportData = h.rd
+			oid, doc := evidenceFor(t, a, attest.PlatformSNP, tt.evidence)
+			res := attest.CheckCertificate(context.Background(), certFor(t, h, oid, doc, now), attest.Options{
+				Offline: true, SNPRoots: a.SNPRootsPEM(), Reference: seedManifest, Nonce: h.nonce, Now: clock,
+			})
+			if res.Mode != tt.wantMode || res.Verdict != tt.wantV || !strings.Contains(res.Detail, tt.wantDetail) {
+				t.Fatalf("got %s/%s %q, want %s/%s containing %q", res.Verdict, res.Mode, res.Detail, tt.wantV, tt.wantMode, tt.wantDetail)
+			}
+			if tt.wantField != "" && !strings.Contains(fieldValue(res, "Measurement match"), tt.wantField) {
+				t.Errorf("Measurement field %q does not contain %q", fieldValue(res, "Measurement match"), tt.wantField)
+			}
+		})
+	}
+
+	// An APEIP with a product the CLI has no CPU signature for is refused
+	// with the manifest, as the CLI refuses it.
+	bad := strings.Replace(string(a.SeedManifestJSON(attest.PlatformSNP)), `"ProductName": "Milan"`, `"ProductName": ""`, 1)
+	if _, err := attest.ParseManifest([]byte(bad)); err == nil || !strings.Contains(err.Error(), "APEIP") {
+		t.Fatalf("APEIP without a product: %v", err)
 	}
 }

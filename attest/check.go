@@ -20,8 +20,11 @@ const (
 	stageConsistency              // the evidence agrees with its own certificates
 	stageReportData
 	stagePolicy
-	stageMeasurement
-	stageTCB
+	stageMeasurement // MEASUREMENT, MRTD, RTMRs
+	stageReference   // what else was launched: guest policy, ID key, VMPL, MRSEAM, XFAM, TD attributes
+	stageTCB         // minimum TCB and SVNs, mitigation vector
+	stagePlatform    // the machine: platform info, chip ID, PIID, PCK platform options
+	stageCLI         // the CLI's own library validation with all its options at once
 	stagePassed
 )
 
@@ -36,10 +39,11 @@ type outcome struct {
 	// unverifiable: verification was impossible (offline, missing
 	// certificates) rather than failed.
 	unverifiable bool
-	// complete: every configured reference value, the policy hash and (with
-	// a nonce) the report data were checked.
-	complete bool
-	fields   []Field
+	// gaps name what the CLI checks that this check could not (offline,
+	// missing collateral, a library that lacks the check); a passing outcome
+	// with gaps is unverified, never verified.
+	gaps   []string
+	fields []Field
 }
 
 func fail(st stage, mode failure.Mode, format string, a ...any) outcome {
@@ -112,6 +116,20 @@ func (x *expect) reportDataNote() string {
 
 func (x *expect) nonceGiven() bool { return x.opts.Nonce != nil }
 
+// bindingGaps names what keeps a passing outcome from being complete on the
+// Coordinator's side: no expected policy hash, or a nonce with no key to
+// bind it to.
+func (x *expect) bindingGaps() []string {
+	var gaps []string
+	if x.policyHashes == nil {
+		gaps = append(gaps, "the Coordinator policy hash (none expected: give --manifest or --coordinator-policy-hash)")
+	}
+	if x.nonceGiven() && x.reportData == nil {
+		gaps = append(gaps, "the report data (no certificate key to bind the nonce to)")
+	}
+	return gaps
+}
+
 // checkEvidence runs the platform checker and assembles the Result.
 func checkEvidence(ctx context.Context, ev *evidence, opts Options) (res Result) {
 	// The libraries are trusted to reject malformed input with errors, but
@@ -183,10 +201,13 @@ func evaluateEvidence(ctx context.Context, ev *evidence, opts Options) (res Resu
 		res.Verdict = Unverified
 	case out.mode != failure.OK:
 		res.Verdict = Rejected
-	case out.verified && out.complete:
+	case out.verified && len(out.gaps) == 0:
 		res.Verdict = Verified
 	default:
 		res.Verdict = Unverified
+		if len(out.gaps) > 0 {
+			res.Fields = append(res.Fields, Field{"Unverified: not checked", strings.Join(out.gaps, "; ")})
+		}
 	}
 	return res
 }

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/ccproxy-dev/ccproxy/attest/snpmeasure"
 	"github.com/google/go-sev-guest/abi"
 )
 
@@ -60,14 +61,24 @@ type SNPReference struct {
 	TrustedMeasurement []byte // 48 bytes
 	MinimumTCB         SNPTCB
 	GuestPolicy        abi.SnpPolicy
+	// RequireIDBlock: the manifest names its GuestPolicy, and every Contrast
+	// release that wrote one also requires the report's ID_KEY_DIGEST to be
+	// the ID key derived from the measurement and that policy
+	// (internal/idblock); older manifests had neither.
+	RequireIDBlock bool
 	// PlatformInfo is the maximum allowed PLATFORM_INFO; nil when the
 	// manifest predates it (not checked).
 	PlatformInfo            *abi.SnpPlatformInfo
 	MinimumMitigationVector uint64
 	AllowedChipIDs          [][]byte // 64 bytes each; empty allows any
 	// APEIP, when set, makes TrustedMeasurement the 1-vCPU seed of a
-	// measurement that depends on the vCPU count.
+	// measurement that depends on the vCPU count: the CLI extends it by AP
+	// VMSA pages with this reset EIP (big endian in the manifest) and the
+	// product's CPU signature, for 1 to 220 vCPUs.
 	APEIP []byte
+	// CPUSignature is the CPUID signature of the product's vCPU type
+	// (EPYC-Milan, EPYC-Genoa); set with APEIP.
+	CPUSignature uint32
 }
 
 // TDXReference is one TDX reference-value entry.
@@ -262,6 +273,7 @@ func (e rawSNP) parse(i int) (SNPReference, error) {
 	}
 	if e.GuestPolicy != nil {
 		ref.GuestPolicy = *e.GuestPolicy
+		ref.RequireIDBlock = true
 	}
 	switch e.ProductName {
 	case "", "Milan", "Genoa":
@@ -302,6 +314,11 @@ func (e rawSNP) parse(i int) (SNPReference, error) {
 	}
 	if e.APEIP != "" {
 		if ref.APEIP, err = decodeHex(e.APEIP, 4); err != nil {
+			return ref, fmt.Errorf("APEIP: %w", err)
+		}
+		// The CLI refuses such an entry without a product it knows the
+		// vCPU type of.
+		if ref.CPUSignature, err = snpmeasure.ProductSignature(e.ProductName); err != nil {
 			return ref, fmt.Errorf("APEIP: %w", err)
 		}
 	}

@@ -72,9 +72,13 @@ func TestRealSNPSample(t *testing.T) {
 	}{
 		{"attestation protobuf", attestation, attest.Options{}, failure.OK, attest.Unverified, ""},
 		{"report with certificate table", withTable, attest.Options{}, failure.OK, attest.Unverified, ""},
-		{"reference values match", attestation, attest.Options{Reference: matching, PolicyHashes: [][]byte{zeroPolicy}}, failure.OK, attest.Verified, ""},
+		// The sample VM was not launched by Contrast: every field matches
+		// these reference values but it has no ID block, which every CLI
+		// that reads a GuestPolicy from the manifest requires.
+		{"reference values match but no ID block", attestation, attest.Options{Reference: matching, PolicyHashes: [][]byte{zeroPolicy}}, failure.ReferenceValueMismatch, attest.Rejected,
+			"report ID key not trusted: " + strings.Repeat("0", 96) + " (the report has no ID block"},
 		// The sample VM ran with debugging allowed; Contrast never allows it.
-		{"debug policy rejected", attestation, attest.Options{Reference: strict, PolicyHashes: [][]byte{zeroPolicy}}, failure.MeasurementMismatch, attest.Rejected, "found unauthorized debug capability"},
+		{"debug policy rejected", attestation, attest.Options{Reference: strict, PolicyHashes: [][]byte{zeroPolicy}}, failure.ReferenceValueMismatch, attest.Rejected, "found unauthorized debug capability"},
 		{"VCEK expired", attestation, attest.Options{Now: afterTime}, failure.EvidenceInvalid, attest.Rejected, "certificate has expired"},
 		{"custom roots do not include AMD's", attestation, attest.Options{SNPRoots: testAuthority(t).SNPRootsPEM()}, failure.EvidenceInvalid, attest.Rejected, "configured SNP roots"},
 	}
@@ -135,12 +139,14 @@ func TestRealTDXSample(t *testing.T) {
 	}{
 		{"raw quote", raw, attest.Options{}, failure.OK, attest.Unverified, ""},
 		{"QuoteV4 protobuf", quoteProto, attest.Options{}, failure.OK, attest.Unverified, ""},
-		{"legacy reference values match", raw, attest.Options{Reference: legacy, PolicyHashes: [][]byte{zeroPolicy}}, failure.OK, attest.Verified, ""},
-		{"newest TD attributes rule", raw, attest.Options{Reference: newest, PolicyHashes: [][]byte{zeroPolicy}}, failure.MeasurementMismatch, attest.Rejected,
+		// Offline, Intel's collateral and revocation are not checked as the
+		// CLI checks them: everything else matches, the verdict says so.
+		{"legacy reference values match", raw, attest.Options{Reference: legacy, PolicyHashes: [][]byte{zeroPolicy}}, failure.OK, attest.Unverified, ""},
+		{"newest TD attributes rule", raw, attest.Options{Reference: newest, PolicyHashes: [][]byte{zeroPolicy}}, failure.ReferenceValueMismatch, attest.Rejected,
 			fmt.Sprintf("TD_ATTRIBUTES is %s; expected %s", hexOf(b.TdAttributes), hexOf(septVE))},
-		{"PIID not allowed", raw, attest.Options{Reference: otherPIID, PolicyHashes: [][]byte{zeroPolicy}}, failure.TCBMismatch, attest.Rejected,
-			"PIID 8c314d17d205dfafcbecbb00fc87eff7 is not in the AllowedPIIDs"},
-		{"dynamic platform", raw, attest.Options{Reference: staticPlatform, PolicyHashes: [][]byte{zeroPolicy}}, failure.TCBMismatch, attest.Rejected,
+		{"PIID not allowed", raw, attest.Options{Reference: otherPIID, PolicyHashes: [][]byte{zeroPolicy}}, failure.ReferenceValueMismatch, attest.Rejected,
+			"PIID 8c314d17d205dfafcbecbb00fc87eff7 not in allowed PIIDs"},
+		{"dynamic platform", raw, attest.Options{Reference: staticPlatform, PolicyHashes: [][]byte{zeroPolicy}}, failure.ReferenceValueMismatch, attest.Rejected,
 			"dynamic platform is true; expected false"},
 		{"policy hash", raw, attest.Options{Reference: legacy, PolicyHashes: [][]byte{make([]byte, 31)}}, failure.PolicyHashMismatch, attest.Rejected, "MR_CONFIG_ID (policy hash) is 0000"},
 		{"PCK certificate expired", raw, attest.Options{Now: afterTime}, failure.EvidenceInvalid, attest.Rejected, "PCK"},

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"strings"
 
+	"github.com/ccproxy-dev/ccproxy/attest/idblock"
+	"github.com/ccproxy-dev/ccproxy/attest/snpmeasure"
 	"github.com/ccproxy-dev/ccproxy/failure"
 	"github.com/google/go-sev-guest/abi"
 	"github.com/google/go-sev-guest/kds"
@@ -91,6 +94,7 @@ func decodeSNPFields(att *spb.Attestation) (snpDecoded, []Field) {
 		{"Launch TCB", tcbString(r.GetLaunchTcb())},
 		{"Firmware", fmt.Sprintf("%d.%d build %d", r.GetCurrentMajor(), r.GetCurrentMinor(), r.GetCurrentBuild())},
 		{"Chip ID", hex.EncodeToString(r.GetChipId())},
+		{"ID key digest", hex.EncodeToString(r.GetIdKeyDigest())},
 		{"Signed by", ekName},
 	}
 	if d.ek != nil {
@@ -247,43 +251,46 @@ func evaluateSNPEntry(ctx context.Context, att *spb.Attestation, d snpDecoded, r
 		return withFields(fail(stagePolicy, failure.PolicyHashMismatch, "%s", detail))
 	}
 	if ref == nil {
-		return withFields(outcome{mode: failure.OK, stage: stagePassed})
+		o := withFields(outcome{mode: failure.OK, stage: stagePassed})
+		o.gaps = append(o.gaps, "the launch measurement and the other reference values (no manifest given)")
+		return o
+	}
+	var gaps []string
+	if !vo.CheckRevocations {
+		gaps = append(gaps, "revocation (offline, and the evidence carries no fresh ARK-signed CRL)")
 	}
 
-	// What was launched.
-	measurementChecked := true
-	var notes []Field
-	if !bytes.Equal(r.GetMeasurement(), ref.TrustedMeasurement) {
-		if ref.APEIP == nil {
-			return withFields(fail(stageMeasurement, failure.MeasurementMismatch,
-				"MEASUREMENT is %x; expected %x (from %s)", r.GetMeasurement(), ref.TrustedMeasurement, src))
-		}
-		// The manifest gives the 1-vCPU seed of a vCPU-count-dependent
-		// measurement; expanding it is not implemented, so this stays
-		// unverified rather than failing a measurement that may be right.
-		measurementChecked = false
-		notes = append(notes, Field{"Measurement check", fmt.Sprintf(
-			"not checked: %s gives the 1-vCPU seed %x with APEIP %x, and ccproxy does not expand it per vCPU count",
-			src, ref.TrustedMeasurement, ref.APEIP)})
+	// What was launched: the measurement, the guest policy and, derived from
+	// both, the ID key the CLI trusts; then VMPL.
+	expected, notes, o := matchSNPMeasurement(r, ref, src)
+	if o.mode != failure.OK {
+		return withFields(o)
 	}
 	if err := validate.SnpAttestation(a, &validate.Options{GuestPolicy: ref.GuestPolicy, PermitProvisionalFirmware: true}); err != nil {
-		return withFields(fail(stageMeasurement, failure.MeasurementMismatch,
+		return withFields(fail(stageReference, failure.ReferenceValueMismatch,
 			"guest POLICY %s is not allowed by the GuestPolicy of %s (%s): %v", snpPolicyString(r.GetPolicy()), src, policyFlags(ref.GuestPolicy), err))
 	}
+	var trustedIDKey []byte
+	if ref.RequireIDBlock {
+		digest, err := idblock.IDKeyDigest(expected, ref.GuestPolicy)
+		if err != nil {
+			return withFields(fail(stageReference, failure.ReferenceValueMismatch, "cannot derive the trusted ID key for %s: %v", src, err))
+		}
+		trustedIDKey = digest[:]
+		if !bytes.Equal(r.GetIdKeyDigest(), trustedIDKey) {
+			return withFields(fail(stageReference, failure.ReferenceValueMismatch, "%s", idKeyDetail(r.GetIdKeyDigest(), trustedIDKey, expected, ref, src)))
+		}
+		notes = append(notes, Field{"ID key", fmt.Sprintf("trusted: the ID key derived from the measurement and guest policy of %s", src)})
+	}
 	if r.GetVmpl() != 0 {
-		return withFields(fail(stageMeasurement, failure.MeasurementMismatch, "VMPL is %d; expected 0 (Contrast requires VMPL0)", r.GetVmpl()))
+		return withFields(fail(stageReference, failure.ReferenceValueMismatch, "VMPL is %d; expected 0 (Contrast requires VMPL0)", r.GetVmpl()))
 	}
 
-	// The platform it runs on.
+	// The platform's firmware: minimum TCB (current and launch) and
+	// mitigation vector.
 	minimum := kds.TCBParts{BlSpl: ref.MinimumTCB.Bootloader, TeeSpl: ref.MinimumTCB.TEE, SnpSpl: ref.MinimumTCB.SNP, UcodeSpl: ref.MinimumTCB.Microcode}
 	if err := validate.SnpAttestation(a, &validate.Options{GuestPolicy: permissivePolicy, MinimumTCB: minimum, MinimumLaunchTCB: minimum, PermitProvisionalFirmware: true}); err != nil {
 		return withFields(fail(stageTCB, failure.TCBMismatch, "%s", snpTCBDetail(r, minimum, src, err)))
-	}
-	if ref.PlatformInfo != nil {
-		if err := validate.SnpAttestation(a, &validate.Options{GuestPolicy: permissivePolicy, PermitProvisionalFirmware: true, PlatformInfo: ref.PlatformInfo}); err != nil {
-			return withFields(fail(stageTCB, failure.TCBMismatch, "PLATFORM_INFO %s is not allowed by the PlatformInfo of %s (%s): %v",
-				platformInfoString(r.GetPlatformInfo()), src, platformInfoFlags(*ref.PlatformInfo), err))
-		}
 	}
 	if v := ref.MinimumMitigationVector; v != 0 {
 		if err := validate.SnpAttestation(a, &validate.Options{GuestPolicy: permissivePolicy, PermitProvisionalFirmware: true,
@@ -291,16 +298,98 @@ func evaluateSNPEntry(ctx context.Context, att *spb.Attestation, d snpDecoded, r
 			return withFields(fail(stageTCB, failure.TCBMismatch, "%v (MinimumMitigationVector 0x%x from %s)", err, v, src))
 		}
 	}
+
+	// The machine: platform info and allowed chip IDs.
+	if ref.PlatformInfo != nil {
+		if err := validate.SnpAttestation(a, &validate.Options{GuestPolicy: permissivePolicy, PermitProvisionalFirmware: true, PlatformInfo: ref.PlatformInfo}); err != nil {
+			return withFields(fail(stagePlatform, failure.ReferenceValueMismatch, "PLATFORM_INFO %s is not allowed by the PlatformInfo of %s (%s): %v",
+				platformInfoString(r.GetPlatformInfo()), src, platformInfoFlags(*ref.PlatformInfo), err))
+		}
+	}
 	if len(ref.AllowedChipIDs) > 0 && !containsBytes(ref.AllowedChipIDs, r.GetChipId()) {
-		return withFields(fail(stageTCB, failure.TCBMismatch, "CHIP_ID %x is not in the AllowedChipIDs of %s (%s)",
+		return withFields(fail(stagePlatform, failure.ReferenceValueMismatch, "chip ID %x not in allowed chip IDs: CHIP_ID is not in the AllowedChipIDs of %s (%s)",
 			r.GetChipId(), src, hexList(ref.AllowedChipIDs)))
 	}
-	return withFields(outcome{
-		mode:     failure.OK,
-		stage:    stagePassed,
-		complete: measurementChecked && x.policyHashes != nil && (!x.nonceGiven() || x.reportData != nil),
-		fields:   notes,
-	})
+
+	// Every field above passed; the CLI's own call, with all its options
+	// at once, must pass too. A failure here is a check ccproxy does not
+	// model field by field: never let it pass as ok.
+	if err := validate.SnpAttestation(a, cliSNPOptions(ref, expected, trustedIDKey)); err != nil {
+		return withFields(fail(stageCLI, failure.ReferenceValueMismatch,
+			"the report passes each field check but fails the validation the Contrast CLI runs with the reference values of %s: %v", src, err))
+	}
+	gaps = append(gaps, x.bindingGaps()...)
+	return withFields(outcome{mode: failure.OK, stage: stagePassed, gaps: gaps, fields: notes})
+}
+
+// cliSNPOptions are the go-sev-guest validation options the Contrast CLI
+// builds from one reference-value entry (internal/manifest SNPValidateOpts),
+// for the measurement it matched, less report data and HOST_DATA (checked
+// before, with their own modes).
+func cliSNPOptions(ref *SNPReference, measurement [48]byte, trustedIDKey []byte) *validate.Options {
+	minimum := kds.TCBParts{BlSpl: ref.MinimumTCB.Bootloader, TeeSpl: ref.MinimumTCB.TEE, SnpSpl: ref.MinimumTCB.SNP, UcodeSpl: ref.MinimumTCB.Microcode}
+	o := &validate.Options{
+		Measurement:                    measurement[:],
+		GuestPolicy:                    ref.GuestPolicy,
+		PlatformInfo:                   ref.PlatformInfo,
+		VMPL:                           new(int),
+		MinimumTCB:                     minimum,
+		MinimumLaunchTCB:               minimum,
+		PermitProvisionalFirmware:      true,
+		MinimumLaunchMitigationVector:  ref.MinimumMitigationVector,
+		MinimumCurrentMitigationVector: ref.MinimumMitigationVector,
+	}
+	if ref.RequireIDBlock {
+		o.RequireIDBlock = true
+		o.TrustedIDKeyHashes = [][]byte{trustedIDKey}
+	}
+	return o
+}
+
+// matchSNPMeasurement compares MEASUREMENT with the entry: exactly, or, when
+// the entry gives a 1-vCPU seed and APEIP, against the seed extended to each
+// vCPU count from 1 to snpmeasure.MaxVCPUs. It returns the measurement that
+// matched (the one the ID key is derived from).
+func matchSNPMeasurement(r *spb.Report, ref *SNPReference, src string) ([48]byte, []Field, outcome) {
+	observed := r.GetMeasurement()
+	seed := [48]byte(ref.TrustedMeasurement)
+	if ref.APEIP == nil {
+		if !bytes.Equal(observed, seed[:]) {
+			return seed, nil, fail(stageMeasurement, failure.MeasurementMismatch,
+				"MEASUREMENT is %x; expected %x (from %s)", observed, seed, src)
+		}
+		return seed, nil, outcome{mode: failure.OK}
+	}
+	eip := binary.BigEndian.Uint32(ref.APEIP)
+	for n, d := range snpmeasure.Digests(seed, eip, ref.CPUSignature, snpmeasure.MaxVCPUs) {
+		if bytes.Equal(observed, d[:]) {
+			return d, []Field{{"Measurement match", fmt.Sprintf("the 1-vCPU seed of %s extended to %d vCPUs (APEIP %x, CPU signature %#x)",
+				src, n, ref.APEIP, ref.CPUSignature)}}, outcome{mode: failure.OK}
+		}
+	}
+	return seed, nil, fail(stageMeasurement, failure.MeasurementMismatch,
+		"measurement does not match any vCPU count from 1 to %d: MEASUREMENT is %x; expected the 1-vCPU seed %x of %s extended by AP VMSA pages (APEIP %x, CPU signature %#x)",
+		snpmeasure.MaxVCPUs, observed, seed, src, ref.APEIP, ref.CPUSignature)
+}
+
+// idKeyDetail names the ID-key failure the way the CLI's text does, with
+// what was observed and what Contrast derives.
+func idKeyDetail(observed, trusted []byte, measurement [48]byte, ref *SNPReference, src string) string {
+	what := fmt.Sprintf("report ID key not trusted: %x", observed)
+	if allZero(observed) {
+		what += " (the report has no ID block: the VM was not launched with Contrast's ID block)"
+	}
+	return fmt.Sprintf("%s; expected ID_KEY_DIGEST %x, the SHA-384 of the ID key Contrast derives from measurement %x and guest policy %s (%s)",
+		what, trusted, measurement, policyFlags(ref.GuestPolicy), src)
+}
+
+func allZero(b []byte) bool {
+	for _, v := range b {
+		if v != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func snpTCBDetail(r *spb.Report, minimum kds.TCBParts, src string, err error) string {

@@ -169,6 +169,9 @@ func checkTDX(ctx context.Context, q *tpb.QuoteV4, d tdxDecoded, x *expect) outc
 		}
 		o = best(outs)
 	}
+	if o.mode == failure.OK && x.opts.Offline {
+		o.gaps = append(o.gaps, "Intel's collateral (TCB info, QE identity) and revocation (offline)")
+	}
 	o.verified = true
 	// After the "Reference values" line every entry's outcome starts with.
 	o.fields = append(o.fields[:1:1], append(verified, o.fields[1:]...)...)
@@ -194,32 +197,45 @@ func evaluateTDXEntry(q *tpb.QuoteV4, d tdxDecoded, ref *TDXReference, x *expect
 	if ok, detail := x.checkPolicy("MR_CONFIG_ID", policyHashOfTDX(q)); !ok {
 		return fail(stagePolicy, failure.PolicyHashMismatch, "%s", detail)
 	}
+	// Contrast compares all 48 bytes: the policy hash, then 16 zero bytes.
+	if id := b.GetMrConfigId(); x.policyHashes != nil && len(id) == 48 && !allZero(id[32:]) {
+		return fail(stagePolicy, failure.PolicyHashMismatch,
+			"MR_CONFIG_ID is %x; expected the 32-byte Coordinator policy hash followed by 16 zero bytes, but its last 16 bytes are %x", id, id[32:])
+	}
 	if ref == nil {
-		return outcome{mode: failure.OK, stage: stagePassed}
+		return outcome{mode: failure.OK, stage: stagePassed,
+			gaps: []string{"MRTD, RTMRs and the other reference values (no manifest given)"}}
 	}
 
-	// What was launched.
-	exact := []struct {
-		name     string
-		observed []byte
-		expected []byte
+	// What was launched: MRTD and RTMRs, then the TD's configuration.
+	for _, f := range []struct {
+		name               string
+		observed, expected []byte
 	}{
 		{"MR_TD", b.GetMrTd(), ref.MrTd},
 		{"RTMR[0]", nth(b.GetRtmrs(), 0), ref.Rtmrs[0]},
 		{"RTMR[1]", nth(b.GetRtmrs(), 1), ref.Rtmrs[1]},
 		{"RTMR[2]", nth(b.GetRtmrs(), 2), ref.Rtmrs[2]},
 		{"RTMR[3]", nth(b.GetRtmrs(), 3), ref.Rtmrs[3]},
-		{"MR_SEAM", b.GetMrSeam(), ref.MrSeam},
-		{"XFAM", b.GetXfam(), ref.Xfam},
-		{"TD_ATTRIBUTES", b.GetTdAttributes(), tdAttributes(ref)},
-	}
-	for _, f := range exact {
-		if f.expected != nil && !bytes.Equal(f.observed, f.expected) {
+	} {
+		if !bytes.Equal(f.observed, f.expected) {
 			return fail(stageMeasurement, failure.MeasurementMismatch, "%s is %x; expected %x (from %s)", f.name, f.observed, f.expected, src)
 		}
 	}
+	for _, f := range []struct {
+		name, option       string
+		observed, expected []byte
+	}{
+		{"MR_SEAM", "MrSeam", b.GetMrSeam(), ref.MrSeam},
+		{"XFAM", "Xfam", b.GetXfam(), ref.Xfam},
+		{"TD_ATTRIBUTES", "TdAttributes", b.GetTdAttributes(), tdAttributes(ref)},
+	} {
+		if f.expected != nil && !bytes.Equal(f.observed, f.expected) {
+			return fail(stageReference, failure.ReferenceValueMismatch, "%s is %x; expected %x (%s from %s)", f.name, f.observed, f.expected, f.option, src)
+		}
+	}
 
-	// The platform it runs on.
+	// The platform's firmware: SVNs.
 	if min := ref.MinimumTeeTcbSvn; min != nil {
 		for i, v := range b.GetTeeTcbSvn() {
 			if i < len(min) && v < min[i] {
@@ -234,43 +250,44 @@ func evaluateTDXEntry(q *tpb.QuoteV4, d tdxDecoded, ref *TDXReference, x *expect
 	if ref.MinimumPceSvn != nil && le16(h.GetPceSvn()) < *ref.MinimumPceSvn {
 		return fail(stageTCB, failure.TCBMismatch, "PCE SVN is %d; expected at least %d (MinimumPceSvn from %s)", le16(h.GetPceSvn()), *ref.MinimumPceSvn, src)
 	}
+
+	// The machine, from the PCK certificate: PIID and platform options.
 	needPCK := len(ref.AllowedPIIDs) > 0 || ref.MemoryIntegrity || ref.SMTDisabled || ref.StaticPlatform
 	if needPCK && d.pckInfo == nil {
-		return fail(stageTCB, failure.TCBMismatch, "%s constrains the platform (PIID, SGX type or configuration), but the PCK certificate cannot be read: %v", src, d.pckErr)
+		return fail(stagePlatform, failure.ReferenceValueMismatch, "%s constrains the platform (PIID, SGX type or configuration), but the PCK certificate cannot be read: %v", src, d.pckErr)
 	}
 	if len(ref.AllowedPIIDs) > 0 && !containsBytes(ref.AllowedPIIDs, d.pckInfo.piid) {
 		piid := "absent"
 		if d.pckInfo.piid != nil {
 			piid = hex.EncodeToString(d.pckInfo.piid)
 		}
-		return fail(stageTCB, failure.TCBMismatch, "PIID %s is not in the AllowedPIIDs of %s (%s)", piid, src, hexList(ref.AllowedPIIDs))
+		return fail(stagePlatform, failure.ReferenceValueMismatch, "PIID %s not in allowed PIIDs: the PCK certificate's PIID is not in the AllowedPIIDs of %s (%s)", piid, src, hexList(ref.AllowedPIIDs))
 	}
 	if ref.MemoryIntegrity && (d.pckInfo.sgxType == nil || *d.pckInfo.sgxType != sgxTypeScalableWithIntegrity) {
-		return fail(stageTCB, failure.TCBMismatch, "the PCK certificate's SGX type is %s; expected ScalableWithIntegrity (MemoryIntegrity from %s)", optSGXType(d.pckInfo.sgxType), src)
+		return fail(stagePlatform, failure.ReferenceValueMismatch, "the PCK certificate's SGX type is %s; expected ScalableWithIntegrity (MemoryIntegrity from %s)", optSGXType(d.pckInfo.sgxType), src)
 	}
 	if ref.SMTDisabled && (d.pckInfo.smtEnabled == nil || *d.pckInfo.smtEnabled) {
-		return fail(stageTCB, failure.TCBMismatch, "the PCK certificate says SMT enabled is %s; expected false (SMTDisabled from %s)", optBool(d.pckInfo.smtEnabled), src)
+		return fail(stagePlatform, failure.ReferenceValueMismatch, "the PCK certificate says SMT enabled is %s; expected false (SMTDisabled from %s)", optBool(d.pckInfo.smtEnabled), src)
 	}
 	if ref.StaticPlatform && (d.pckInfo.dynamicPlatform == nil || *d.pckInfo.dynamicPlatform) {
-		return fail(stageTCB, failure.TCBMismatch, "the PCK certificate says dynamic platform is %s; expected false (StaticPlatform from %s)", optBool(d.pckInfo.dynamicPlatform), src)
+		return fail(stagePlatform, failure.ReferenceValueMismatch, "the PCK certificate says dynamic platform is %s; expected false (StaticPlatform from %s)", optBool(d.pckInfo.dynamicPlatform), src)
 	}
 
-	// What Contrast runs: go-tdx-guest's validation with the same options,
-	// which also enforces the fixed XFAM and TD attribute bits.
+	// Every field above passed; the CLI's own library call with the same
+	// options must pass too. Its failure is named by the stage, never by
+	// the library's wording.
 	if err := validate.TdxQuote(q, contrastTDXOptions(ref)); err != nil {
-		mode, st := classifyTDXValidateError(err)
-		return fail(st, mode, "%v (from %s)", err, src)
+		return fail(stageCLI, failure.ReferenceValueMismatch,
+			"the quote passes each field check but fails the validation the Contrast CLI runs with the reference values of %s: %v", src, err)
 	}
 
-	o := outcome{
-		mode:     failure.OK,
-		stage:    stagePassed,
-		complete: x.policyHashes != nil && (!x.nonceGiven() || x.reportData != nil),
-	}
+	o := outcome{mode: failure.OK, stage: stagePassed}
 	if ref.MinTCBEvaluationDataNumber > 0 {
-		o.fields = append(o.fields, Field{"MinTCBEvaluationDataNumber", fmt.Sprintf(
-			"%d: constrains the freshness of Intel's TCB collateral, not the quote; go-tdx-guest v0.3.1 does not check it", ref.MinTCBEvaluationDataNumber)})
+		o.gaps = append(o.gaps, fmt.Sprintf(
+			"MinTCBEvaluationDataNumber %d (from %s): newest CLIs require Intel's TCB collateral to be at least that fresh; go-tdx-guest v0.3.1 cannot check it",
+			ref.MinTCBEvaluationDataNumber, src))
 	}
+	o.gaps = append(o.gaps, x.bindingGaps()...)
 	return o
 }
 
@@ -310,24 +327,6 @@ func contrastTDXOptions(ref *TDXReference) *validate.Options {
 		opts.HeaderOptions.MinimumPceSvn = *ref.MinimumPceSvn
 	}
 	return opts
-}
-
-// classifyTDXValidateError names the mode of a go-tdx-guest validation
-// error that ccproxy's own comparisons did not catch first.
-func classifyTDXValidateError(err error) (failure.Mode, stage) {
-	msg := err.Error()
-	switch {
-	case strings.Contains(msg, "QE_VENDOR_ID"):
-		return failure.EvidenceInvalid, stageConsistency
-	case strings.Contains(msg, "REPORT_DATA"):
-		return failure.ReportDataMismatch, stageReportData
-	case strings.Contains(msg, "MR_CONFIG_ID"):
-		return failure.PolicyHashMismatch, stagePolicy
-	case strings.Contains(msg, "security-version number"):
-		return failure.TCBMismatch, stageTCB
-	}
-	// MR_TD, RTMR, MR_SEAM, XFAM / TD attribute fixed bits.
-	return failure.MeasurementMismatch, stageMeasurement
 }
 
 func describeTDXVerifyError(err error, custom bool) string {

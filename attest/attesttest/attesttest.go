@@ -29,6 +29,8 @@ import (
 	"fmt"
 	"math/big"
 	"time"
+
+	"github.com/ccproxy-dev/ccproxy/attest/snpmeasure"
 )
 
 // Platform names, equal to attest.PlatformSNP / PlatformTDX (repeated here
@@ -63,6 +65,23 @@ type Evidence struct {
 	TCBLow bool
 	// BadSignature corrupts the report / quote signature after signing.
 	BadSignature bool
+
+	// VCPUs, when set, makes the SNP MEASUREMENT that of a VM with that
+	// many vCPUs: Measurement (or DefaultMeasurement) is its 1-vCPU seed,
+	// extended by AP VMSA pages with SeedAPEIP and the Milan CPU signature,
+	// as the newest manifests (SeedManifestJSON) expect.
+	VCPUs int
+	// UntrustedIDKey launches the SNP VM with an ID block signed by another
+	// key than the one Contrast derives from its measurement and policy.
+	UntrustedIDKey bool
+	// NoIDBlock launches the SNP VM without an ID block (ID_KEY_DIGEST zero).
+	NoIDBlock bool
+	// OtherChip signs the SNP report on another chip, whose CHIP_ID (and
+	// VCEK) is not in the default manifest's AllowedChipIDs.
+	OtherChip bool
+	// WrongMRSEAM and WrongXFAM report a TDX module measurement / XFAM
+	// other than the default manifest's.
+	WrongMRSEAM, WrongXFAM bool
 }
 
 func (e Evidence) policyHash() [32]byte {
@@ -77,6 +96,23 @@ func (e Evidence) measurement() [48]byte {
 		return DefaultMeasurement()
 	}
 	return e.Measurement
+}
+
+// SeedAPEIP is the AP reset EIP SeedManifestJSON names (big endian there),
+// the value OVMF's AmdSev build places its SEV-ES reset block at.
+const SeedAPEIP = 0x0080b004
+
+// snpMeasurement is the SNP MEASUREMENT the evidence reports.
+func (e Evidence) snpMeasurement() ([48]byte, error) {
+	m := e.measurement()
+	if e.VCPUs == 0 {
+		return m, nil
+	}
+	sig, err := snpmeasure.ProductSignature(snpProductLine)
+	if err != nil {
+		return m, err
+	}
+	return snpmeasure.Digest(m, e.VCPUs, SeedAPEIP, sig)
 }
 
 // DefaultMeasurement is the launch measurement (SNP MEASUREMENT, TDX MRTD)

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 
 	"github.com/google/go-sev-guest/abi"
 )
@@ -50,6 +51,24 @@ func (a *Authority) ManifestJSON(platforms ...string) []byte {
 		"WorkloadOwnerPubKeys":  []string{},
 		"SeedshareOwnerPubKeys": []string{},
 	})
+}
+
+// SeedManifestJSON returns ManifestJSON's reference values in the layout of
+// the newest Contrast releases, whose SNP measurement depends on the vCPU
+// count: TrustedMeasurement is the 1-vCPU seed (DefaultMeasurement) and
+// APEIP the AP reset EIP; the CLI tries 1 to 220 vCPUs. Evidence with VCPUs
+// set matches it.
+func (a *Authority) SeedManifestJSON(platforms ...string) []byte {
+	var m map[string]any
+	if err := json.Unmarshal(a.ManifestJSON(platforms...), &m); err != nil {
+		panic("attesttest: own manifest: " + err.Error())
+	}
+	if snp, ok := m["ReferenceValues"].(map[string]any)["snp"].([]any); ok {
+		for _, e := range snp {
+			e.(map[string]any)["APEIP"] = fmt.Sprintf("%08x", SeedAPEIP)
+		}
+	}
+	return manifestJSON(m)
 }
 
 // LegacyManifestJSON returns the same reference values in the older layout

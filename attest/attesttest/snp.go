@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"sync"
 
+	"github.com/ccproxy-dev/ccproxy/attest/idblock"
 	"github.com/google/go-sev-guest/abi"
 	"github.com/google/go-sev-guest/kds"
 	spb "github.com/google/go-sev-guest/proto/sevsnp"
@@ -50,11 +51,20 @@ type snpAuthority struct {
 	vcekKey        *ecdsa.PrivateKey
 	chipID         [64]byte
 
-	// The VCEK for TCBLow evidence is issued on first use: an RSA-4096
-	// signature is a good part of NewAuthority's cost.
+	// The VCEKs for TCBLow and OtherChip evidence are issued on first use:
+	// an RSA-4096 signature is a good part of NewAuthority's cost.
 	lowOnce sync.Once
 	vcekLow *x509.Certificate
 	lowErr  error
+
+	otherOnce   sync.Once
+	vcekOther   *x509.Certificate
+	otherErr    error
+	otherChipID [64]byte
+
+	// crl is the ARK-signed CRL a Contrast issuer attaches to the chain's
+	// extras; it revokes nothing and is fresh until validUntil.
+	crl []byte
 }
 
 func amdName(commonName, serial string) pkix.Name {
@@ -116,6 +126,16 @@ func newSNPAuthority() (*snpAuthority, error) {
 		return nil, err
 	}
 	a.ark, a.ask, a.vcek = ark, ask, vcek
+	a.otherChipID = sha512.Sum512([]byte("ccproxy attesttest other chip"))
+	a.crl, err = x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+		Number:             big.NewInt(1),
+		ThisUpdate:         validFrom,
+		NextUpdate:         validUntil,
+		SignatureAlgorithm: x509.SHA384WithRSAPSS,
+	}, ark, arkKey)
+	if err != nil {
+		return nil, fmt.Errorf("CRL: %w", err)
+	}
 	return a, nil
 }
 
@@ -123,7 +143,11 @@ func newSNPAuthority() (*snpAuthority, error) {
 // and TCB, and go-sev-guest's validation requires the report's TCB to equal
 // the certificate's.
 func (a *snpAuthority) issueVCEK(ask *x509.Certificate, askKey *rsa.PrivateKey, tcb kds.TCBParts, serial int64) (*x509.Certificate, error) {
-	exts, err := vcekExtensions(tcb, a.chipID[:], snpProductName)
+	return a.issueChipVCEK(ask, askKey, tcb, a.chipID[:], serial)
+}
+
+func (a *snpAuthority) issueChipVCEK(ask *x509.Certificate, askKey *rsa.PrivateKey, tcb kds.TCBParts, chipID []byte, serial int64) (*x509.Certificate, error) {
+	exts, err := vcekExtensions(tcb, chipID, snpProductName)
 	if err != nil {
 		return nil, err
 	}
@@ -201,11 +225,29 @@ func (a *snpAuthority) signedReport(e Evidence) ([]byte, *x509.Certificate, erro
 		}
 		tcb, vcek = snpLowTCB, a.vcekLow
 	}
+	chipID := a.chipID
+	if e.OtherChip {
+		a.otherOnce.Do(func() {
+			a.vcekOther, a.otherErr = a.issueChipVCEK(a.ask, data.ASKPrivateKey, tcb, a.otherChipID[:], 3)
+		})
+		if a.otherErr != nil {
+			return nil, nil, a.otherErr
+		}
+		vcek, chipID = a.vcekOther, a.otherChipID
+	}
 	tcbValue, err := kds.ComposeTCBParts(tcb)
 	if err != nil {
 		return nil, nil, err
 	}
-	measurement, hostData := e.measurement(), e.policyHash()
+	measurement, err := e.snpMeasurement()
+	if err != nil {
+		return nil, nil, err
+	}
+	hostData := e.policyHash()
+	idKeyDigest, err := e.idKeyDigest(measurement)
+	if err != nil {
+		return nil, nil, err
+	}
 	reportID := sha512.Sum512_256([]byte("ccproxy attesttest report id"))
 	reportIDMA := make([]byte, abi.ReportIDMASize)
 	for i := range reportIDMA {
@@ -224,7 +266,7 @@ func (a *snpAuthority) signedReport(e Evidence) ([]byte, *x509.Certificate, erro
 		ReportData:    e.ReportData[:],
 		Measurement:   measurement[:],
 		HostData:      hostData[:],
-		IdKeyDigest:   make([]byte, abi.IDKeyDigestSize),
+		IdKeyDigest:   idKeyDigest[:],
 		AuthorKeyDigest: make([]byte,
 			abi.AuthorKeyDigestSize),
 		ReportId:    reportID[:],
@@ -234,7 +276,7 @@ func (a *snpAuthority) signedReport(e Evidence) ([]byte, *x509.Certificate, erro
 			Name:            spb.SevProduct_SEV_PRODUCT_MILAN,
 			MachineStepping: wrapperspb.UInt32(snpStepping),
 		}),
-		ChipId:         a.chipID[:],
+		ChipId:         chipID[:],
 		CommittedTcb:   uint64(tcbValue),
 		CurrentBuild:   21,
 		CurrentMinor:   55,
@@ -265,6 +307,27 @@ func (a *snpAuthority) signedReport(e Evidence) ([]byte, *x509.Certificate, erro
 	return raw, vcek, nil
 }
 
+// snpCRLKey is where Contrast's issuer puts the CRL in the chain's extras
+// (constants.SNPCertChainExtrasCRLKey).
+const snpCRLKey = "00569ee4-e480-4fba-bbf4-45b629901180"
+
+// snpIDPolicy is snpGuestPolicy as the ID block carries it.
+var snpIDPolicy = abi.SnpPolicy{SMT: true}
+
+// idKeyDigest is the ID_KEY_DIGEST of a VM Contrast launched with this
+// measurement: the ID key derived from it and the guest policy; another
+// key's for UntrustedIDKey, zero for NoIDBlock.
+func (e Evidence) idKeyDigest(measurement [48]byte) ([48]byte, error) {
+	switch {
+	case e.NoIDBlock:
+		return [48]byte{}, nil
+	case e.UntrustedIDKey:
+		// An ID block over the same measurement, signed by a key of its own.
+		return sha512.Sum384([]byte("ccproxy attesttest foreign ID key")), nil
+	}
+	return idblock.IDKeyDigest(measurement, snpIDPolicy)
+}
+
 func (a *snpAuthority) rawReport(e Evidence) ([]byte, error) {
 	raw, _, err := a.signedReport(e)
 	return raw, err
@@ -285,6 +348,7 @@ func (a *snpAuthority) attestation(e Evidence) ([]byte, error) {
 			VcekCert: vcek.Raw,
 			AskCert:  a.ask.Raw,
 			ArkCert:  a.ark.Raw,
+			Extras:   map[string][]byte{snpCRLKey: a.crl},
 		},
 		Product: &spb.SevProduct{
 			Name:            spb.SevProduct_SEV_PRODUCT_MILAN,

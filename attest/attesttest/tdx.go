@@ -225,6 +225,23 @@ func rtmr(i int) []byte {
 	return h[:]
 }
 
+func (e Evidence) mrSeam() []byte {
+	if e.WrongMRSEAM {
+		h := sha512.Sum384([]byte("ccproxy attesttest other TDX module"))
+		return h[:]
+	}
+	return mrSeam()
+}
+
+// xfam of WrongXFAM evidence lacks AVX-512 (bits 5–7): still an XFAM
+// go-tdx-guest's fixed-bit rules allow, but not the manifest's.
+func (e Evidence) xfam() uint64 {
+	if e.WrongXFAM {
+		return tdxXfam &^ 0xe0
+	}
+	return tdxXfam
+}
+
 func mrSeam() []byte {
 	h := sha512.Sum384([]byte("ccproxy attesttest TDX module"))
 	return h[:]
@@ -249,11 +266,11 @@ func (a *tdxAuthority) quote(e Evidence) (*tpb.QuoteV4, error) {
 	}
 	body := &tpb.TDQuoteBody{
 		TeeTcbSvn:      teeTcbSvn[:],
-		MrSeam:         mrSeam(),
+		MrSeam:         e.mrSeam(),
 		MrSignerSeam:   make([]byte, 48),
 		SeamAttributes: make([]byte, 8),
 		TdAttributes:   binary.LittleEndian.AppendUint64(nil, tdxTdAttributes),
-		Xfam:           binary.LittleEndian.AppendUint64(nil, tdxXfam),
+		Xfam:           binary.LittleEndian.AppendUint64(nil, e.xfam()),
 		MrTd:           measurement[:],
 		MrConfigId:     mrConfigID,
 		MrOwner:        make([]byte, abi.MrOwnerSize),
