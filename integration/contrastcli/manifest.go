@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/ccproxy-dev/ccproxy/attest/idblock"
+	"github.com/ccproxy-dev/ccproxy/attest/snpmeasure"
 	"github.com/google/go-sev-guest/abi"
 	"github.com/google/go-sev-guest/kds"
 	snpvalidate "github.com/google/go-sev-guest/validate"
@@ -51,6 +53,8 @@ type snpReferenceValues struct {
 	PlatformInfo            *abi.SnpPlatformInfo
 	MinimumMitigationVector uint64
 	AllowedChipIDs          []string
+	// APEIP (newest): TrustedMeasurement is the 1-vCPU seed.
+	APEIP string
 }
 
 type tdxReferenceValues struct {
@@ -107,10 +111,44 @@ func (m *manifest) coordinatorPolicyHash() ([]byte, error) {
 }
 
 // snpOptions builds go-sev-guest's options from one SNP reference value as
-// Manifest.SNPValidateOpts does. One deliberate difference: Contrast also
-// requires an ID block whose key it derives from the launch digest with its
-// own idblock package; simulated evidence carries none, so it is not required.
-func snpOptions(ref snpReferenceValues, rootsPEM []byte, online bool) (*snpverify.Options, *snpvalidate.Options, [][]byte, error) {
+// Manifest.SNPValidateOpts does, including the required ID block: without
+// APEIP the trusted ID key is derived from TrustedMeasurement now; with it,
+// the validator derives it per vCPU count (seed is then non-nil).
+func snpOptions(ref snpReferenceValues, rootsPEM []byte, online bool) (*snpverify.Options, *snpvalidate.Options, [][]byte, *seedOptions, error) {
+	verifyOpts, validateOpts, chipIDs, err := snpBaseOptions(ref, rootsPEM, online)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	validateOpts.RequireIDBlock = true
+	if ref.APEIP != "" {
+		eip, err := decodeHex("APEIP", ref.APEIP, 4)
+		if err != nil {
+			return nil, nil, nil, nil, fmt.Errorf("failed to decode APEIP: %w", err)
+		}
+		sig, err := snpmeasure.ProductSignature(ref.ProductName)
+		if err != nil {
+			return nil, nil, nil, nil, fmt.Errorf("looking up CPU signature for product %q: %w", ref.ProductName, err)
+		}
+		return verifyOpts, validateOpts, chipIDs, &seedOptions{
+			seed: [48]byte(validateOpts.Measurement), apEIP: binary.BigEndian.Uint32(eip), sig: sig,
+		}, nil
+	}
+	digest, err := idblock.IDKeyDigest([48]byte(validateOpts.Measurement), ref.GuestPolicy)
+	if err != nil {
+		return nil, nil, nil, nil, fmt.Errorf("failed to generate ID blocks: %w", err)
+	}
+	validateOpts.TrustedIDKeyHashes = [][]byte{digest[:]}
+	return verifyOpts, validateOpts, chipIDs, nil, nil
+}
+
+// seedOptions make a validator iterative: the CLI's IterativeValidator.
+type seedOptions struct {
+	seed  [48]byte
+	apEIP uint32
+	sig   uint32
+}
+
+func snpBaseOptions(ref snpReferenceValues, rootsPEM []byte, online bool) (*snpverify.Options, *snpvalidate.Options, [][]byte, error) {
 	measurement, err := decodeHex("TrustedMeasurement", ref.TrustedMeasurement, abi.MeasurementSize)
 	if err != nil {
 		return nil, nil, nil, err

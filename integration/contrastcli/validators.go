@@ -22,6 +22,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ccproxy-dev/ccproxy/atls"
+	"github.com/ccproxy-dev/ccproxy/attest/idblock"
+	"github.com/ccproxy-dev/ccproxy/attest/snpmeasure"
 )
 
 // The CLI's aTLS error values (Contrast's internal/atls).
@@ -49,13 +51,13 @@ type validator interface {
 func validatorsFromManifest(m *manifest, policyHash []byte, opts Options) ([]validator, error) {
 	var vs []validator
 	for i, ref := range m.ReferenceValues.SNP {
-		verifyOpts, validateOpts, chipIDs, err := snpOptions(ref, opts.SNPRootsPEM, opts.Online)
+		verifyOpts, validateOpts, chipIDs, seed, err := snpOptions(ref, opts.SNPRootsPEM, opts.Online)
 		if err != nil {
 			return nil, fmt.Errorf("getting SNP validate options: %w", err)
 		}
 		validateOpts.HostData = policyHash
 		name := fmt.Sprintf("snp-%d-%s", i, strings.TrimPrefix(verifyOpts.Product.GetName().String(), "SEV_PRODUCT_"))
-		vs = append(vs, &snpValidator{verifyOpts: verifyOpts, validateOpts: validateOpts, allowedChipIDs: chipIDs, name: name})
+		vs = append(vs, &snpValidator{verifyOpts: verifyOpts, validateOpts: validateOpts, allowedChipIDs: chipIDs, seed: seed, name: name})
 	}
 	var mrConfigID [48]byte
 	copy(mrConfigID[:], policyHash)
@@ -115,7 +117,9 @@ type snpValidator struct {
 	verifyOpts     *snpverify.Options
 	validateOpts   *snpvalidate.Options
 	allowedChipIDs [][]byte
-	name           string
+	// seed makes it Contrast's snp.IterativeValidator.
+	seed *seedOptions
+	name string
 }
 
 func (v *snpValidator) OID() asn1.ObjectIdentifier { return atls.OIDSNP() }
@@ -137,6 +141,25 @@ func (v *snpValidator) Validate(ctx context.Context, attDoc []byte, reportData [
 	}
 	opts := *v.validateOpts
 	opts.ReportData = reportData
+	if v.seed != nil {
+		matched := false
+		for n, d := range snpmeasure.Digests(v.seed.seed, v.seed.apEIP, v.seed.sig, snpmeasure.MaxVCPUs) {
+			if !bytes.Equal(att.Report.GetMeasurement(), d[:]) {
+				continue
+			}
+			digest, err := idblock.IDKeyDigest(d, opts.GuestPolicy)
+			if err != nil {
+				return fmt.Errorf("generating ID blocks for %d vCPUs: %w", n, err)
+			}
+			opts.Measurement = d[:]
+			opts.TrustedIDKeyHashes = [][]byte{digest[:]}
+			matched = true
+			break
+		}
+		if !matched {
+			return errors.New("measurement does not match any vCPU count from 1 to 220")
+		}
+	}
 	if err := snpvalidate.SnpAttestation(att, &opts); err != nil {
 		return fmt.Errorf("validating report claims: %w", err)
 	}

@@ -63,8 +63,13 @@ type Config struct {
 	// Platform is PlatformSNP (default) or PlatformTDX.
 	Platform string
 	// Manifest is the manifest the Coordinator holds at start; nil means
-	// Authority.ManifestJSON(Platform), which validates the default evidence.
+	// Authority.ManifestJSON(Platform), which validates the default evidence
+	// (Authority.SeedManifestJSON with VCPUs).
 	Manifest []byte
+	// VCPUs, on SNP, runs the Coordinator's VM with that many vCPUs: its
+	// MEASUREMENT is the default 1-vCPU seed extended by AP VMSA pages, as
+	// the newest manifests (seed and APEIP) expect.
+	VCPUs int
 	// Policies are returned by GetManifests next to the manifests.
 	Policies [][]byte
 	// Fault is the initial fault (SetFault changes it).
@@ -85,6 +90,7 @@ type Config struct {
 type Coordinator struct {
 	auth             *attesttest.Authority
 	platform         string
+	vcpus            int
 	manifest         []byte
 	key              *ecdsa.PrivateKey
 	spki             []byte
@@ -121,9 +127,15 @@ func New(cfg Config) (*Coordinator, error) {
 			return nil, fmt.Errorf("coordinator: %w", err)
 		}
 	}
+	if cfg.VCPUs < 0 || cfg.VCPUs > 0 && platform != PlatformSNP {
+		return nil, fmt.Errorf("coordinator: VCPUs %d: only an SNP Coordinator has a vCPU-dependent measurement", cfg.VCPUs)
+	}
 	mnfst := cfg.Manifest
 	if mnfst == nil {
 		mnfst = auth.ManifestJSON(platform)
+		if cfg.VCPUs > 0 {
+			mnfst = auth.SeedManifestJSON(platform)
+		}
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -144,6 +156,7 @@ func New(cfg Config) (*Coordinator, error) {
 	c := &Coordinator{
 		auth:             auth,
 		platform:         platform,
+		vcpus:            cfg.VCPUs,
 		manifest:         mnfst,
 		key:              key,
 		spki:             spki,

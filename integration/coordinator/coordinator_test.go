@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net"
 	"regexp"
 	"slices"
@@ -114,6 +115,39 @@ func TestHealthy(t *testing.T) {
 	}
 }
 
+// TestHealthyVCPUSeed: a Coordinator VM with several vCPUs against the
+// newest manifest layout (1-vCPU seed and APEIP): the CLI finds the vCPU
+// count, derives the ID key for it and accepts; ccproxy verifies the same
+// evidence.
+func TestHealthyVCPUSeed(t *testing.T) {
+	for _, vcpus := range []int{1, 3, 64} {
+		t.Run(fmt.Sprintf("%d-vcpus", vcpus), func(t *testing.T) {
+			c, addr := start(t, coordinator.Config{VCPUs: vcpus})
+			if !strings.Contains(string(c.Manifest()), `"APEIP"`) {
+				t.Fatal("a Coordinator with VCPUs must default to the seed manifest")
+			}
+			res, err := contrastcli.Verify(t.Context(), addr, cliOptions(c))
+			if err != nil {
+				t.Fatalf("Verify: %v", err)
+			}
+			m, err := attest.ParseManifest(c.Manifest())
+			if err != nil {
+				t.Fatal(err)
+			}
+			cert := res.Attempts[0].Certificate
+			r := attest.CheckCertificate(t.Context(), cert, attest.Options{
+				Offline: true, SNPRoots: c.Authority().SNPRootsPEM(), Reference: m, Nonce: res.Attempts[0].Nonce,
+			})
+			if r.Mode != failure.OK || r.Verdict != attest.Verified {
+				t.Fatalf("ccproxy: %s/%s (%s)", r.Verdict, r.Mode, r.Detail)
+			}
+		})
+	}
+	if _, err := coordinator.New(coordinator.Config{Platform: coordinator.PlatformTDX, VCPUs: 2}); err == nil {
+		t.Error("VCPUs on a TDX Coordinator must be refused")
+	}
+}
+
 func TestLegacyServiceName(t *testing.T) {
 	c, addr := start(t, coordinator.Config{})
 	opts := cliOptions(c)
@@ -134,6 +168,7 @@ func TestFaults(t *testing.T) {
 		style    atls.NonceStyle
 		auth     string
 		timeout  time.Duration
+		vcpus    int // the newest manifest layout: a seed measurement and APEIP
 		want     string
 		code     codes.Code // gRPC status code of the error, when there is one
 	}{
@@ -192,15 +227,25 @@ func TestFaults(t *testing.T) {
 			fault: coordinator.FaultReplayedEvidence, style: atls.NonceSNI,
 			want: `validator snp-0-MILAN failed: validating report claims: report field REPORT_DATA is [0-9a-f]{128}\. Expect`, code: codes.Unavailable,
 		},
+		{fault: coordinator.FaultUntrustedIDKey, want: `validator snp-0-MILAN failed: validating report claims: report ID key not trusted: [0-9a-f]{96}"$`, code: codes.Unavailable},
+		{fault: coordinator.FaultUntrustedIDKey, vcpus: 6, want: `validator snp-0-MILAN failed: validating report claims: report ID key not trusted: [0-9a-f]{96}"$`, code: codes.Unavailable},
+		{fault: coordinator.FaultChipNotAllowed, want: `validator snp-0-MILAN failed: chip ID [0-9a-f]{128} not in allowed chip IDs"$`, code: codes.Unavailable},
+		{fault: coordinator.FaultWrongMeasurement, vcpus: 6, want: `validator snp-0-MILAN failed: measurement does not match any vCPU count from 1 to 220"$`, code: codes.Unavailable},
+		{fault: coordinator.FaultWrongMRSEAM, platform: coordinator.PlatformTDX, want: `validator tdx-0 failed: validating report data: quote field MR_SEAM is [0-9a-f]{96}\. Expect [0-9a-f]{96}`, code: codes.Unavailable},
+		{fault: coordinator.FaultWrongXFAM, platform: coordinator.PlatformTDX, want: `validator tdx-0 failed: validating report data: quote field XFAM is [0-9a-f]{16}\. Expect [0-9a-f]{16}`, code: codes.Unavailable},
 	}
 	for _, tc := range tests {
 		platform := tc.platform
 		if platform == "" {
 			platform = coordinator.PlatformSNP
 		}
-		t.Run(string(tc.fault)+"/"+platform+"/"+tc.style.String(), func(t *testing.T) {
+		name := string(tc.fault) + "/" + platform + "/" + tc.style.String()
+		if tc.vcpus != 0 {
+			name += fmt.Sprintf("/%d-vcpus", tc.vcpus)
+		}
+		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			c, addr := start(t, coordinator.Config{Platform: platform, Fault: tc.fault, IssuerDelay: 5 * time.Second})
+			c, addr := start(t, coordinator.Config{Platform: platform, Fault: tc.fault, IssuerDelay: 5 * time.Second, VCPUs: tc.vcpus})
 			opts := cliOptions(c)
 			if tc.legacy {
 				opts.Manifest = c.Authority().LegacyManifestJSON(platform)

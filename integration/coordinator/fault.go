@@ -76,6 +76,21 @@ const (
 	// of the client's: evidence replayed from elsewhere, which must not pass
 	// for an older Coordinator's.
 	FaultReplayedEvidence Fault = "replayed_evidence"
+	// FaultUntrustedIDKey: the SNP VM was launched with an ID block signed
+	// by another key than the one Contrast derives from the measurement and
+	// guest policy. CLI: "report ID key not trusted: <hex>".
+	FaultUntrustedIDKey Fault = "untrusted_id_key"
+	// FaultChipNotAllowed: the SNP report comes from a chip whose CHIP_ID
+	// the manifest's AllowedChipIDs does not list. CLI: "chip ID <hex> not
+	// in allowed chip IDs".
+	FaultChipNotAllowed Fault = "chip_not_allowed"
+	// FaultWrongMRSEAM: the TDX module's measurement (MRSEAM) is not the
+	// manifest's (another TDX module version). CLI: "validating report
+	// data: ... MR_SEAM ...".
+	FaultWrongMRSEAM Fault = "wrong_mrseam"
+	// FaultWrongXFAM: the TD's XFAM (enabled CPU extended features) is not
+	// the manifest's.
+	FaultWrongXFAM Fault = "wrong_xfam"
 )
 
 // Faults lists every fault except FaultNone.
@@ -87,6 +102,7 @@ func Faults() []Fault {
 		FaultRecoveryMode, FaultNoManifest, FaultManifestDiffers, FaultClockSkew,
 		FaultOldCoordinator,
 		FaultRecoveryModeGuard, FaultAPIError, FaultReplayedEvidence,
+		FaultUntrustedIDKey, FaultChipNotAllowed, FaultWrongMRSEAM, FaultWrongXFAM,
 	}
 }
 

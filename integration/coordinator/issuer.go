@@ -31,7 +31,7 @@ func otherMeasurement() [48]byte {
 
 func (i *issuer) Issue(ctx context.Context, reportData [64]byte) (asn1.ObjectIdentifier, []byte, error) {
 	f := faultFrom(ctx)
-	ev := attesttest.Evidence{ReportData: reportData}
+	ev := attesttest.Evidence{ReportData: reportData, VCPUs: i.c.vcpus}
 	switch f {
 	case FaultIssuerSlow:
 		t := time.NewTimer(i.c.getIssuerDelay())
@@ -61,6 +61,14 @@ func (i *issuer) Issue(ctx context.Context, reportData [64]byte) (asn1.ObjectIde
 		ev.TCBLow = true
 	case FaultBadSignature:
 		ev.BadSignature = true
+	case FaultUntrustedIDKey:
+		ev.UntrustedIDKey = true
+	case FaultChipNotAllowed:
+		ev.OtherChip = true
+	case FaultWrongMRSEAM:
+		ev.WrongMRSEAM = true
+	case FaultWrongXFAM:
+		ev.WrongXFAM = true
 	}
 	platform := i.c.platform
 	if f == FaultWrongPlatform {
