@@ -38,6 +38,9 @@ type Attempt struct {
 	State              *State         `json:"state,omitempty"`
 	Start              time.Time      `json:"-"`
 	End                time.Time      `json:"-"`
+
+	// cert is the Coordinator's certificate, when one came.
+	cert *x509.Certificate
 }
 
 // prober runs the attempts of one Run or one refinement.
@@ -113,7 +116,7 @@ func (p *prober) attempt(ctx context.Context, style atls.NonceStyle, sni string)
 		r := p.check(ctx, seen, nonce)
 		ev = &r
 	}
-	a.Evidence = ev
+	a.Evidence, a.cert = ev, seen
 
 	if hsErr != nil {
 		tc.Close()
@@ -141,10 +144,14 @@ func (p *prober) attempt(ctx context.Context, style atls.NonceStyle, sni string)
 	a.Timings.UserAPI = time.Since(apiStart)
 	tc.Close()
 	a.State = st
+	var broke error
 	if apiErr != nil {
 		a.Error = apiErr.Error()
+		if broke = conn.peerEnded(); broke == nil {
+			broke = ctx.Err()
+		}
 	}
-	a.Mode, a.Detail = judgeState(st, apiErr, p.cfg.manifest(), w.verdict, attested)
+	a.Mode, a.Detail = judgeState(st, apiErr, broke, p.cfg.manifest(), w.verdict, attested)
 	return a, nil
 }
 
@@ -233,11 +240,16 @@ func platformName(p string) string {
 // handshake failed the way a Coordinator that reads the nonce only from the
 // SNI makes it fail — internal_error because the SNI (the dial authority)
 // is not base64, or evidence bound to an empty nonce because there was no
-// SNI — it probes once more with the nonce in the SNI. ok means that
-// handshake got a certificate: the issuer works, only the nonce placement
-// differs. second is nil when no second probe was warranted; otherwise v
-// says what was concluded (with ok false, a sentence to append).
-func (p *prober) versionCheck(ctx context.Context, first *Attempt) (second *Attempt, v inspect.Verdict, ok bool, err error) {
+// SNI — it probes once more with the nonce in the SNI. Only evidence from
+// that handshake that binds its SNI nonce shows an older Coordinator: then
+// decided is true and v is coordinator_version_mismatch. Evidence that binds
+// no nonce of the probe's is replayed or mis-issued, whatever else the
+// Coordinator does like an old one: decided is true and v is
+// report_data_mismatch. Otherwise (no evidence, or evidence that failed
+// before its report data could be trusted) decided is false and v.Detail is
+// a sentence to append to the first attempt's verdict. second is nil when no
+// second probe was warranted.
+func (p *prober) versionCheck(ctx context.Context, first *Attempt) (second *Attempt, v inspect.Verdict, decided bool, err error) {
 	if !oldCoordinatorSymptom(first) {
 		return nil, v, false, nil
 	}
@@ -251,13 +263,74 @@ func (p *prober) versionCheck(ctx context.Context, first *Attempt) (second *Atte
 	}
 	how := fmt.Sprintf("answered a ClientHello carrying the nonce in the ALPN entry (SNI %q) with a plaintext internal_error alert", first.ServerName)
 	if first.Mode == failure.ReportDataMismatch {
-		how = "bound its evidence to an empty nonce when the ClientHello carried the nonce in the ALPN entry and no SNI"
+		how = "sent evidence not bound to the nonce in the ALPN entry of a ClientHello without SNI"
 	}
-	detail := fmt.Sprintf("The Coordinator %s, but issued a valid attestation document for the nonce in the SNI: it reads the nonce only from the SNI, so it predates this CLI. Use the Contrast CLI release that matches the Coordinator, or upgrade the Coordinator.", how)
-	if second.Mode != failure.OK {
-		detail += fmt.Sprintf(" With the nonce in the SNI the probe then found %s: %s", second.Mode, second.Detail)
+	b, why := p.binding(ctx, second)
+	switch b {
+	case bound:
+		if first.Mode == failure.ReportDataMismatch {
+			how += " (an older Coordinator reads the missing SNI as an empty nonce)"
+		}
+		detail := fmt.Sprintf("The Coordinator %s, but issued a valid attestation document for the nonce in the SNI: it reads the nonce only from the SNI, so it predates this CLI. Use the Contrast CLI release that matches the Coordinator, or upgrade the Coordinator.", how)
+		if second.Mode != failure.OK {
+			detail += fmt.Sprintf(" With the nonce in the SNI the probe then found %s: %s", second.Mode, second.Detail)
+		}
+		return second, inspect.Verdict{Mode: failure.CoordinatorVersionMismatch, Detail: detail}, true, nil
+	case unbound:
+		detail := fmt.Sprintf("The Coordinator %s, as one that reads the nonce only from the SNI does, but the evidence it then sent for the nonce in the SNI is not bound to that nonce either: %s. "+
+			"An older Coordinator binds the SNI nonce; evidence bound to no nonce the client sent is replayed or mis-issued, so this Coordinator is not merely older. Do not trust it until its issuer is fixed.",
+			how, sentence(why))
+		return second, inspect.Verdict{Mode: failure.ReportDataMismatch, Detail: detail}, true, nil
 	}
-	return second, inspect.Verdict{Mode: failure.CoordinatorVersionMismatch, Detail: detail}, true, nil
+	return second, inspect.Verdict{Mode: first.Mode, Detail: fmt.Sprintf(
+		"Retrying with the nonce in the SNI got a certificate whose evidence failed before its report data could be trusted (%s), so the probe cannot tell an older Coordinator from one that replays evidence.", why)}, false, nil
+}
+
+// nonceBinding says whether evidence binds a handshake's nonce.
+type nonceBinding int
+
+const (
+	// bindingUnknown: the evidence failed before its report data could be
+	// trusted (signature, chain, format), or there was none.
+	bindingUnknown nonceBinding = iota
+	bound
+	unbound
+)
+
+// binding checks whether a's evidence binds a's own nonce: REPORT_DATA =
+// SHA-512(SPKI of the certificate key || nonce), in evidence whose
+// signature and chain verify. Reference values and policy hashes play no
+// part, and a certificate outside its validity is judged at the
+// Coordinator's clock, so nothing else can hide the answer. why describes an
+// unbound or unknown result.
+func (p *prober) binding(ctx context.Context, a *Attempt) (b nonceBinding, why string) {
+	ev := a.Evidence
+	if ev == nil || a.cert == nil {
+		return bindingUnknown, "no evidence"
+	}
+	if ev.Mode == failure.OK {
+		// The full check, report data included, passed.
+		return bound, ""
+	}
+	nonce, err := hex.DecodeString(a.Nonce)
+	if err != nil {
+		return bindingUnknown, err.Error()
+	}
+	opts := p.cfg.Attest
+	opts.Reference, opts.PolicyHashes = nil, nil
+	opts.Nonce, opts.SPKI = nonce, nil
+	if ev.Mode == failure.ClockSkew {
+		issued := a.cert.NotBefore.Add(atls.CertificateMargin)
+		opts.Now = func() time.Time { return issued }
+	}
+	r := attest.CheckCertificate(ctx, a.cert, opts)
+	switch r.Mode {
+	case failure.OK:
+		return bound, ""
+	case failure.ReportDataMismatch:
+		return unbound, r.Detail
+	}
+	return bindingUnknown, fmt.Sprintf("%s: %s", r.Mode, r.Detail)
 }
 
 // oldCoordinatorSymptom reports whether an ALPN-style attempt failed the way

@@ -137,7 +137,9 @@ type flight struct {
 // verdict is client_rejected_certificate (for the evidence reason, with the
 // client's nonce placement and TLS version) or issuer_error from a client
 // that sent its nonce in ALPN and an SNI an older Coordinator cannot read
-// (to tell coordinator_version_mismatch). Other verdicts are left alone.
+// (to tell coordinator_version_mismatch, which needs the SNI-nonce retry's
+// evidence to bind its nonce; evidence bound to no nonce of the probe's is
+// report_data_mismatch). Other verdicts are left alone.
 // The probe opens its own connection; what was forwarded is untouched.
 func (r *Refiner) Refine(ctx context.Context, upstream string, wire inspect.Verdict, hello *inspect.ClientHello) (watch.Refinement, bool) {
 	q, ok := makeQuestion(upstream, wire, hello)
@@ -261,6 +263,8 @@ func (r *Refiner) probe(ctx context.Context, q question) (ans answer) {
 	}
 	switch {
 	case ok:
+		// coordinator_version_mismatch, or report_data_mismatch for a
+		// Coordinator that only looks old (see versionCheck).
 		ans.mode, ans.detail, ans.evidence = v.Mode, v.Detail, second.Evidence
 	case q.trigger == triggerIssuerError:
 		// Still the Coordinator's internal_error, or something else now.

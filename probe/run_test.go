@@ -135,6 +135,29 @@ func TestRunNamesCoordinatorStates(t *testing.T) {
 			},
 		},
 		{
+			name: "recovery mode, state guard", cfg: coordinator.Config{Fault: coordinator.FaultRecoveryModeGuard}, want: failure.CoordinatorRecoveryMode,
+			check: func(t *testing.T, rep *probe.Report) {
+				if rep.State == nil || rep.State.Code != "FailedPrecondition" || rep.State.Message != "coordinator is in recovery mode" ||
+					!strings.Contains(rep.Detail, "contrast recover") {
+					t.Errorf("state %+v detail %q", rep.State, rep.Detail)
+				}
+			},
+		},
+		{
+			name: "user API error", cfg: coordinator.Config{Fault: coordinator.FaultAPIError}, want: failure.CoordinatorAPIError,
+			check: func(t *testing.T, rep *probe.Report) {
+				if rep.State == nil || rep.State.Code != "Internal" || !strings.HasPrefix(rep.State.Message, "getting history: ") {
+					t.Errorf("state %+v", rep.State)
+				}
+				if !strings.Contains(rep.Detail, "gRPC code Internal") || !strings.Contains(rep.Detail, "getting history: ") || !strings.Contains(rep.Detail, "is forbidden") {
+					t.Errorf("detail %q does not carry the gRPC code and message", rep.Detail)
+				}
+				if rep.Evidence == nil || rep.Evidence.Verdict != attest.Verified {
+					t.Errorf("evidence %+v, want verified: the handshake was fine", rep.Evidence)
+				}
+			},
+		},
+		{
 			name: "old coordinator, current CLI", cfg: coordinator.Config{Fault: coordinator.FaultOldCoordinator}, localhst: true,
 			want: failure.CoordinatorVersionMismatch,
 			check: func(t *testing.T, rep *probe.Report) {
@@ -156,6 +179,69 @@ func TestRunNamesCoordinatorStates(t *testing.T) {
 			want: failure.CoordinatorVersionMismatch,
 			check: func(t *testing.T, rep *probe.Report) {
 				if len(rep.Attempts) != 2 || rep.Attempts[0].Mode != failure.ReportDataMismatch {
+					t.Fatalf("attempts %s", attemptModes(rep))
+				}
+			},
+		},
+		{
+			// The evidence is judged at the Coordinator's clock for the
+			// binding: a skewed clock does not hide an older Coordinator.
+			name: "old coordinator 3h ahead, current CLI", cfg: coordinator.Config{Fault: coordinator.FaultOldCoordinator, ClockSkew: 3 * time.Hour}, localhst: true,
+			want: failure.CoordinatorVersionMismatch,
+			check: func(t *testing.T, rep *probe.Report) {
+				if len(rep.Attempts) != 2 || rep.Attempts[1].Mode != failure.ClockSkew || !strings.Contains(rep.Detail, "then found clock_skew") {
+					t.Errorf("attempts %s, detail %q", attemptModes(rep), rep.Detail)
+				}
+			},
+		},
+		{
+			// Fails the ALPN nonce like an old Coordinator, but its evidence
+			// binds neither nonce: never told apart as "old".
+			name: "replayed evidence, current CLI", cfg: coordinator.Config{Fault: coordinator.FaultReplayedEvidence}, localhst: true,
+			want: failure.ReportDataMismatch,
+			check: func(t *testing.T, rep *probe.Report) {
+				if len(rep.Attempts) != 2 || rep.Attempts[0].Mode != failure.IssuerError || rep.Attempts[1].Mode != failure.ReportDataMismatch {
+					t.Fatalf("attempts %s", attemptModes(rep))
+				}
+				if rep.NonceStyle != "sni" || rep.Evidence == nil || rep.Evidence.Mode != failure.ReportDataMismatch || rep.State != nil {
+					t.Errorf("deciding attempt: nonce %q evidence %+v state %+v", rep.NonceStyle, rep.Evidence, rep.State)
+				}
+				if !strings.Contains(rep.Detail, "not merely older") || !strings.Contains(rep.Detail, "REPORT_DATA is") ||
+					!strings.Contains(rep.Detail, rep.Attempts[1].Nonce) || strings.Contains(rep.Detail, "predates") {
+					t.Errorf("detail %q", rep.Detail)
+				}
+			},
+		},
+		{
+			name: "replayed evidence, current CLI by IP", cfg: coordinator.Config{Fault: coordinator.FaultReplayedEvidence},
+			want: failure.ReportDataMismatch,
+			check: func(t *testing.T, rep *probe.Report) {
+				if len(rep.Attempts) != 2 || rep.Attempts[0].Mode != failure.ReportDataMismatch || rep.Attempts[1].Mode != failure.ReportDataMismatch {
+					t.Fatalf("attempts %s", attemptModes(rep))
+				}
+			},
+		},
+		{
+			name: "replayed evidence 3h ahead, current CLI", cfg: coordinator.Config{Fault: coordinator.FaultReplayedEvidence, ClockSkew: 3 * time.Hour}, localhst: true,
+			want: failure.ReportDataMismatch,
+			check: func(t *testing.T, rep *probe.Report) {
+				if len(rep.Attempts) != 2 || rep.Attempts[1].Mode != failure.ClockSkew {
+					t.Errorf("attempts %s", attemptModes(rep))
+				}
+			},
+		},
+		{
+			name: "replayed evidence, old CLI", cfg: coordinator.Config{Fault: coordinator.FaultReplayedEvidence},
+			mod: func(c *probe.Config) { c.NonceIn = probe.NonceSNI }, want: failure.ReportDataMismatch,
+		},
+		{
+			// A current Coordinator whose evidence is unbound, dialled by IP
+			// (no SNI): the first attempt looks like an old Coordinator's, the
+			// SNI-nonce retry's evidence is unbound too.
+			name: "report data unbound, current CLI by IP", cfg: coordinator.Config{Fault: coordinator.FaultReportDataUnbound},
+			want: failure.ReportDataMismatch,
+			check: func(t *testing.T, rep *probe.Report) {
+				if len(rep.Attempts) != 2 || rep.Attempts[1].Mode != failure.ReportDataMismatch {
 					t.Fatalf("attempts %s", attemptModes(rep))
 				}
 			},

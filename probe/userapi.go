@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -110,20 +111,38 @@ func (e established) Clone() credentials.TransportCredentials { return e }
 
 func (established) OverrideServerName(string) error { return nil }
 
+// The user API's state messages, as Contrast's Coordinator has them
+// (PROTOCOL.md, "User API on 1313"); matched in the gRPC status message.
+const (
+	// msgNeedsRecovery is the authority's and the state guard's
+	// ErrNeedsRecovery: older Coordinators answer GetManifests with Internal
+	// "syncing internal state: coordinator is in recovery mode", newer ones
+	// with FailedPrecondition "coordinator is in recovery mode".
+	msgNeedsRecovery = "coordinator is in recovery mode"
+	// msgNoManifest (newer) and msgNoManifests (older) come with
+	// FailedPrecondition.
+	msgNoManifest  = "no manifest configured"
+	msgNoManifests = "no manifests set"
+)
+
 // judgeState names the Coordinator's state from the GetManifests outcome.
-// wireVerdict is consulted only when the call failed for a reason that is
-// not a Coordinator state: then the connection itself may have broken
-// (upstream_reset), which the classifier decides. attested is the
-// handshake's summary, the start of an ok detail.
-func judgeState(st *State, apiErr error, local []byte, wireVerdict func() inspect.Verdict, attested string) (failure.Mode, string) {
+// broke says why the call failed below gRPC, nil when the connection was
+// intact when the call returned: the upstream's end of the connection
+// (io.EOF for a FIN), or the context's error when the probe's deadline
+// passed. wireVerdict is consulted when the error is no Coordinator state:
+// the connection itself may have broken (upstream_reset), which the
+// classifier decides. attested is the handshake's summary, the start of an ok
+// detail.
+func judgeState(st *State, apiErr, broke error, local []byte, wireVerdict func() inspect.Verdict, attested string) (failure.Mode, string) {
 	if apiErr != nil {
-		if s, ok := status.FromError(errors.Unwrap(apiErr)); ok {
+		s, isStatus := status.FromError(errors.Unwrap(apiErr))
+		if isStatus {
 			msg := s.Message()
 			switch {
-			case strings.Contains(msg, "recovery mode"):
+			case strings.Contains(msg, msgNeedsRecovery):
 				return failure.CoordinatorRecoveryMode, fmt.Sprintf(
 					"The Coordinator is in recovery mode (GetManifests: %s %q): it restarted without its state and waits for `contrast recover` with the seed share owner key.", s.Code(), msg)
-			case s.Code() == codes.FailedPrecondition && (strings.Contains(msg, "no manifest configured") || strings.Contains(msg, "no manifests set")):
+			case s.Code() == codes.FailedPrecondition && (strings.Contains(msg, msgNoManifest) || strings.Contains(msg, msgNoManifests)):
 				return failure.CoordinatorNoManifest, fmt.Sprintf(
 					"The Coordinator has no manifest yet (GetManifests: %s %q): run `contrast set` with the deployment's manifest.", s.Code(), msg)
 			}
@@ -131,10 +150,23 @@ func judgeState(st *State, apiErr error, local []byte, wireVerdict func() inspec
 		if v := wireVerdict(); v.Mode != failure.OK {
 			return v.Mode, sentence(v.Detail) + " The user API call failed: " + apiErr.Error() + "."
 		}
-		// No contract mode names an unknown user API error; what it breaks
-		// is `contrast verify`'s manifest check.
-		return failure.ManifestMismatch, fmt.Sprintf(
-			"%s, but GetManifests failed (%v), so the Coordinator's manifest could not be compared with manifest.json.", attested, apiErr)
+		switch {
+		case errors.Is(broke, context.DeadlineExceeded), errors.Is(broke, context.Canceled):
+			why := "before the probe's deadline"
+			if errors.Is(broke, context.Canceled) {
+				why = "before the probe was cancelled"
+			}
+			return failure.CoordinatorAPIError, fmt.Sprintf(
+				"%s, but the user API did not answer GetManifests %s (gRPC %s %q).", attested, why, s.Code(), s.Message())
+		case broke != nil:
+			// The connection ended under the call: no answer, whatever
+			// status gRPC made up for it.
+			return failure.UpstreamReset, fmt.Sprintf(
+				"The Coordinator ended the connection (%s) during GetManifests, before it answered (%v).", endName(broke), apiErr)
+		}
+		return failure.CoordinatorAPIError, fmt.Sprintf(
+			"%s, but the user API answered GetManifests with gRPC code %s, message %q: no Coordinator state ccproxy knows (recovery mode, no manifest).%s",
+			attested, s.Code(), s.Message(), apiErrorHint(s.Code()))
 	}
 	if st.Manifests == 0 {
 		return failure.CoordinatorNoManifest, "The Coordinator answered GetManifests with an empty manifest history (`contrast verify`: manifest history is empty): run `contrast set`."
@@ -150,6 +182,25 @@ func judgeState(st *State, apiErr error, local []byte, wireVerdict func() inspec
 	}
 	return failure.ManifestMismatch, fmt.Sprintf("The Coordinator's active manifest (sha256 %s) differs from manifest.json: %s.",
 		st.LatestManifestSHA256, strings.Join(st.Differences, "; "))
+}
+
+// apiErrorHint is a sentence on where to look for a user API error.
+func apiErrorHint(code codes.Code) string {
+	switch code {
+	case codes.Unimplemented:
+		return " The service on this port speaks gRPC but is not the Contrast user API (neither service name is served): check the port and the Coordinator version."
+	case codes.Internal, codes.Unknown:
+		return " The Coordinator failed inside: its log (`kubectl logs` of the coordinator pod) has the cause."
+	}
+	return " The Coordinator's log (`kubectl logs` of the coordinator pod) has the cause."
+}
+
+// endName says how a connection ended.
+func endName(err error) string {
+	if errors.Is(err, io.EOF) {
+		return "FIN"
+	}
+	return err.Error()
 }
 
 func plural(n int, noun string) string {

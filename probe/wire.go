@@ -68,7 +68,8 @@ func (w *wire) ended(dir inspect.Direction, err error) {
 }
 
 // dialed records the dial's outcome; a dial error becomes the verdict
-// (upstream_dns_failure, upstream_refused, upstream_dial_timeout).
+// (upstream_dns_failure, upstream_refused, upstream_dial_timeout,
+// upstream_unreachable).
 func (w *wire) dialed(err error) {
 	w.mu.Lock()
 	w.cls.Dialed(err)
@@ -97,6 +98,18 @@ type tappedConn struct {
 	// closed is set before the probe closes the connection itself: the read
 	// that this interrupts is the probe giving up, not the upstream ending.
 	closed atomic.Bool
+	// peerEnd is how the upstream's side ended (io.EOF for a FIN) when it
+	// ended before the probe closed the connection.
+	peerEnd atomic.Pointer[error]
+}
+
+// peerEnded returns how the upstream ended the connection before the probe
+// closed it, nil if it did not.
+func (c *tappedConn) peerEnded() error {
+	if p := c.peerEnd.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 func (c *tappedConn) Read(p []byte) (int, error) {
@@ -105,6 +118,7 @@ func (c *tappedConn) Read(p []byte) (int, error) {
 		c.w.data(inspect.ServerToClient, p[:n])
 	}
 	if err != nil && !c.ownEnd(err) {
+		c.peerEnd.CompareAndSwap(nil, &err)
 		c.w.ended(inspect.ServerToClient, err)
 	}
 	return n, err
@@ -119,6 +133,7 @@ func (c *tappedConn) Write(p []byte) (int, error) {
 		// A write fails when the upstream reset the connection; nothing may
 		// be reading to see that, so record the upstream's end first.
 		if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+			c.peerEnd.CompareAndSwap(nil, &err)
 			c.w.ended(inspect.ServerToClient, err)
 		}
 		// The relay names a failed write to the upstream this way.
