@@ -851,3 +851,48 @@ func TestVCPUSeedManifest(t *testing.T) {
 		t.Fatalf("APEIP without a product: %v", err)
 	}
 }
+
+// TestCheckCertificateSelfSignature pins that ccproxy judges the
+// certificate itself exactly as the CLI does: x509 verification with the
+// certificate as its only root. Go trusts a leaf found in the root pool
+// without checking its signature, so the CLI accepts a certificate that is
+// not signed by its own key (the TLS handshake's CertificateVerify is what
+// proves the key), and so must ccproxy: stricter would name a failure the
+// CLI never saw.
+func TestCheckCertificateSelfSignature(t *testing.T) {
+	a := testAuthority(t)
+	h := newHandshake(t)
+	oid, doc := evidenceFor(t, a, attest.PlatformSNP, attesttest.Evidence{ReportData: h.rd})
+	good := certFor(t, h, oid, doc, now)
+	opts := attest.Options{Offline: true, SNPRoots: a.SNPRootsPEM(), Reference: mustManifest(t, a.ManifestJSON()), Nonce: h.nonce, Now: clock}
+	if res := attest.CheckCertificate(context.Background(), good, opts); res.Mode != failure.OK || res.Verdict != attest.Verified {
+		t.Fatalf("self-signed certificate: %s/%s (%s)", res.Verdict, res.Mode, res.Detail)
+	}
+
+	// The same template and key, signed by another key.
+	other, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl, parent := *good, *good
+	tmpl.ExtraExtensions = good.Extensions
+	parent.PublicKey = &other.PublicKey
+	der, err := x509.CreateCertificate(rand.Reader, &tmpl, &parent, &h.key.PublicKey, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if foreign.CheckSignatureFrom(foreign) == nil {
+		t.Fatal("test certificate is self-signed after all")
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(foreign)
+	_, cliErr := foreign.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: now})
+	res := attest.CheckCertificate(context.Background(), foreign, opts)
+	if (cliErr == nil) != (res.Mode == failure.OK) {
+		t.Fatalf("the CLI's check says %v, ccproxy %s/%s (%s)", cliErr, res.Verdict, res.Mode, res.Detail)
+	}
+}
