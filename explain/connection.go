@@ -20,18 +20,22 @@ var (
 	eofRe   = pattern(`authentication handshake failed: EOF`)
 	resetRe = withAddr(`authentication handshake failed: read tcp[46]? \S+->ADDR: read: connection reset by peer`)
 	// gRPC's wording when the connection never became usable before the
-	// CLI's deadline.
-	lbDeadlineRe  = pattern(`received context error while waiting for new LB policy update: context deadline exceeded`)
-	internalRe    = pattern(`remote error: tls: internal error`)
-	noExtRe       = pattern(`no valid attestation document certificate extensions found`)
-	noValidatorRe = pattern(`no matching validators found`)
-	notTLSRe      = pattern(`first record does not look like a TLS handshake`)
-	refusedRe     = withAddr(`dial tcp[46]? ADDR: connect: connection refused`)
-	dnsRe         = pattern(`dial tcp[46]?: lookup ([^\s:"'\[\]]+)(?: on ([^\s"']+?))?: (?:read udp \S+: )?(no such host|server misbehaving|i/o timeout|Temporary failure in name resolution|Name or service not known)`)
-	dialTimeoutRe = withAddr(`dial tcp[46]? ADDR: (i/o timeout|connect: connection timed out|operation was canceled)`)
-	dialCtxRe     = pattern(`[Ee]rror while dialing:? context deadline exceeded`)
-	unreachableRe = withAddr(`dial tcp[46]? ADDR: connect: (no route to host|network is unreachable|host is down)`)
-	unsupportedRe = pattern(`proto refers to an unsupported atls version`)
+	// CLI's deadline; grpc-go 1.85 and newer print the second form.
+	lbDeadlineRe    = pattern(`received context error while waiting for new LB policy update: context deadline exceeded`)
+	readyDeadlineRe = pattern(`context deadline exceeded while waiting for connections to become ready`)
+	internalRe      = pattern(`remote error: tls: internal error`)
+	noExtRe         = pattern(`no valid attestation document certificate extensions found`)
+	noValidatorRe   = pattern(`no matching validators found`)
+	notTLSRe        = pattern(`first record does not look like a TLS handshake`)
+	refusedRe       = withAddr(`dial tcp[46]? ADDR: connect: connection refused`)
+	dnsRe           = pattern(`dial tcp[46]?: lookup ([^\s:"'\[\]]+)(?: on ([^\s"']+?))?: (?:read udp \S+: )?(no such host|server misbehaving|i/o timeout|Temporary failure in name resolution|Name or service not known)`)
+	dialTimeoutRe   = withAddr(`dial tcp[46]? ADDR: (i/o timeout|connect: connection timed out|operation was canceled)`)
+	dialCtxRe       = pattern(`[Ee]rror while dialing:? context deadline exceeded`)
+	// EHOSTUNREACH, ENETUNREACH and EHOSTDOWN as Go's net package prints
+	// them; the second form is the same error quoted without the dial.
+	unreachableRe     = withAddr(`dial tcp[46]? ADDR: connect: (no route to host|network is unreachable|host is down)`)
+	bareUnreachableRe = pattern(`connect: (no route to host|network is unreachable|host is down)`)
+	unsupportedRe     = pattern(`proto refers to an unsupported atls version`)
 	// The other TLS alerts Go names (crypto/tls alert.go).
 	alertRe = pattern(`remote error: tls: (unexpected message|bad record MAC|decryption failed|record overflow|decompression failure|handshake failure|bad certificate|unsupported certificate|revoked certificate|expired certificate|unknown certificate authority|unknown certificate|illegal parameter|access denied|error decoding message|error decrypting message|export restriction|protocol version not supported|insufficient security level|inappropriate fallback|user canceled|no renegotiation|missing extension|unsupported extension|certificate unobtainable|unrecognized name|bad certificate status response|bad certificate hash value|unknown PSK identity|certificate required|no application protocol|encrypted client hello required|close notify|alert\([0-9]+\))`)
 
@@ -75,7 +79,7 @@ func ruleConnection(s *scanner) {
 
 	simple(eofRe, func([]int) Finding { return lbClosedFinding(s, "") })
 	simple(resetRe, func(m []int) Finding { return lbClosedFinding(s, s.group(m, 1)) })
-	simple(lbDeadlineRe, func([]int) Finding {
+	deadline := func([]int) Finding {
 		return Finding{
 			Mode:         string(failure.IssuerTimeout),
 			Alternatives: []string{string(failure.UpstreamDialTimeout)},
@@ -89,7 +93,9 @@ func ruleConnection(s *scanner) {
 				coordinatorLogStep() + " Look for issuer or collateral errors (SNP: certificate fetches; TDX: the quote generation service on the host).",
 			},
 		}
-	})
+	}
+	simple(lbDeadlineRe, deadline)
+	simple(readyDeadlineRe, deadline)
 	simple(internalRe, func(m []int) Finding { return internalErrorFinding(s, m[0]) })
 	simple(noExtRe, func([]int) Finding {
 		return Finding{
@@ -174,20 +180,8 @@ func ruleConnection(s *scanner) {
 	})
 	simple(dialTimeoutRe, func(m []int) Finding { return dialTimeoutFinding(s, s.group(m, 1), s.group(m, 2)) })
 	simple(dialCtxRe, func([]int) Finding { return dialTimeoutFinding(s, s.coordinatorAddr(), "context deadline exceeded") })
-	simple(unreachableRe, func(m []int) Finding {
-		addr, why := s.group(m, 1), s.group(m, 2)
-		return Finding{
-			Mode:    ModeUpstreamUnreachable,
-			Summary: "no route to " + addr,
-			Values:  Values{{"address", addr}, {"error", why}},
-			Meaning: "The network reported that " + addr + " cannot be reached (" + why + "): a wrong IP, a " +
-				"missing route or VPN, or a load balancer address that is not assigned.",
-			NextSteps: []string{
-				"Check the address: `kubectl get svc coordinator -o jsonpath='{.status.loadBalancer.ingress[0].ip}'`.",
-				"Check routes and VPN on this machine: `ip route get " + hostOf(addr) + "`.",
-			},
-		}
-	})
+	simple(unreachableRe, func(m []int) Finding { return unreachableFinding(s, s.group(m, 1), s.group(m, 2)) })
+	simple(bareUnreachableRe, func(m []int) Finding { return unreachableFinding(s, "", s.group(m, 1)) })
 	simple(unsupportedRe, func([]int) Finding {
 		return Finding{
 			Mode:    string(failure.UnsupportedATLSVersion),
@@ -219,6 +213,54 @@ func ruleConnection(s *scanner) {
 			NextSteps: []string{probeStep(s, ": it records the alert and the handshake phase it came in")},
 		}
 	})
+}
+
+// unreachableFinding explains a dial that failed at once because the network
+// has no route to addr ("" when the text does not name it).
+func unreachableFinding(s *scanner, addr, why string) Finding {
+	vs := Values{}
+	if addr != "" {
+		vs = append(vs, Value{"address", addr})
+	}
+	vs = append(vs, Value{"error", why})
+	target := addr
+	if target == "" {
+		target = s.addrOrPlaceholder()
+	}
+	errno := "EHOSTUNREACH"
+	switch why {
+	case "network is unreachable":
+		errno = "ENETUNREACH"
+	case "host is down":
+		errno = "EHOSTDOWN"
+	}
+	steps := []string{
+		"Check the address: `kubectl get svc coordinator -o wide` (for a LoadBalancer the EXTERNAL-IP, for a NodePort the IP of a node that still exists: `kubectl get nodes -o wide`).",
+		"Check routes and VPN on this machine: `ip route get " + hostOf(target) + "`.",
+	}
+	if why == "network is unreachable" {
+		steps = append(steps, "ENETUNREACH means this machine has no route for the address family or network at all: an IPv6 address without IPv6 connectivity, or a VPN that is not connected.")
+	} else {
+		steps = append(steps, "A network policy or firewall that rejects (instead of dropping) also answers with \"no route to host\": check NetworkPolicies in the Coordinator's namespace (`kubectl get networkpolicy -A`) and host firewalls.")
+	}
+	steps = append(steps, fmt.Sprintf("Run `ccproxy probe --coordinator %s` once the route is fixed.", target))
+	return Finding{
+		Mode:    string(failure.UpstreamUnreachable),
+		Summary: "no route to " + unreachableWhere(addr) + " (" + why + ")",
+		Values:  vs,
+		Meaning: "The dial failed at once: the network reported that " + target + " cannot be reached (" + why + ", " +
+			errno + "). Nothing answered on the port because no packet got there: a wrong IP, a node or load " +
+			"balancer address that no longer exists, a missing route or VPN, or a network policy or firewall that " +
+			"rejects the connection.",
+		NextSteps: steps,
+	}
+}
+
+func unreachableWhere(addr string) string {
+	if addr == "" {
+		return "the upstream"
+	}
+	return addr
 }
 
 func lbClosedFinding(s *scanner, addr string) Finding {

@@ -24,6 +24,7 @@ var rules = []func(*scanner){
 	ruleRuntimeClassMissing,
 	ruleACIDeniedWithoutBlob,
 	ruleRuntimeClassMismatch,
+	ruleCoordinatorAPIError,
 	ruleModeName,
 }
 

@@ -37,10 +37,7 @@ const (
 	ModeRuntimeClassMismatch    = "runtime_class_mismatch"
 	ModePodVMOutOfMemory        = "pod_vm_out_of_memory"
 	ModeACIPolicyDenied         = "aci_policy_denied"
-	ModePlatformNotAllowed      = "platform_not_allowed"
-	ModeReferenceValueMismatch  = "reference_value_mismatch"
 	ModeValidatorFailed         = "validator_failed"
-	ModeUpstreamUnreachable     = "upstream_unreachable"
 	ModeCoordinatorProbeEOF     = "coordinator_probe_eof"
 	ModePortForwardUnsupported  = "port_forward_unsupported"
 )

@@ -203,8 +203,8 @@ func TestExplain(t *testing.T) {
 				" validator snp-2 failed: measurement does not match any vCPU count from 1 to 220",
 			want: []want{
 				{mode: string(failure.ReportDataMismatch), values: map[string]string{"observed": hexOf(1, 64), "expected": hexOf(2, 64)}},
-				{mode: ModePlatformNotAllowed, values: map[string]string{"chip_id": hexOf(0xcd, 64), "validator": "snp-1-MILAN"}},
-				{mode: ModePlatformNotAllowed, values: map[string]string{"piid": hexOf(0x9a, 16), "validator": "tdx-0"}},
+				{mode: string(failure.ReferenceValueMismatch), values: map[string]string{"chip_id": hexOf(0xcd, 64), "validator": "snp-1-MILAN"}},
+				{mode: string(failure.ReferenceValueMismatch), values: map[string]string{"piid": hexOf(0x9a, 16), "validator": "tdx-0"}},
 				{mode: string(failure.MeasurementMismatch), values: map[string]string{"validator": "snp-2", "vcpu_range": "1-220"}},
 			},
 		},
@@ -332,9 +332,9 @@ func TestExplain(t *testing.T) {
 				" validator snp-2 failed: callback failed: the future",
 			want: []want{
 				{mode: string(failure.EvidenceInvalid), values: map[string]string{"cause": "verifying report: VCEK could not be verified by any trusted roots"}},
-				{mode: ModeReferenceValueMismatch, values: map[string]string{"validator": "snp-1-GENOA", "claim": "found unauthorized debug capability"}},
-				{mode: ModeReferenceValueMismatch, values: map[string]string{"validator": "tdx-0", "claim": "XFAM mismatch: got e702060000000000, want e718060000000000"}},
-				{mode: ModeReferenceValueMismatch, values: map[string]string{"validator": "tdx-1", "cause": "validating report data: something new"}},
+				{mode: string(failure.ReferenceValueMismatch), values: map[string]string{"validator": "snp-1-GENOA", "claim": "found unauthorized debug capability"}},
+				{mode: string(failure.ReferenceValueMismatch), values: map[string]string{"validator": "tdx-0", "claim": "XFAM mismatch: got e702060000000000, want e718060000000000"}},
+				{mode: string(failure.ReferenceValueMismatch), values: map[string]string{"validator": "tdx-1", "cause": "validating report data: something new"}},
 				{mode: ModeValidatorFailed, values: map[string]string{"validator": "snp-2", "cause": "callback failed: the future"}},
 			},
 		},

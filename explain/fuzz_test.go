@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"github.com/ccproxy-dev/ccproxy/failure"
 )
 
 func FuzzExplain(f *testing.F) {
@@ -20,6 +22,11 @@ func FuzzExplain(f *testing.F) {
 		"\\\\\\\"\\u00zz\\x1",
 		"\x1b]0;title\x07\x1b[",
 		"validator  failed: validator x failed:\"",
+		"validator snp-0-GENOA failed: sub-validator 3: measurement does not match any vCPU count from 1 to 220\nsub-validator 4: chip ID ab not in allowed chip IDs",
+		"sub-validator 0: validator x failed: sub-validator 1:",
+		"wrong policy hash for Coordinator: got 00, want [11 22,33]",
+		"Error: getting manifests: rpc error: code = Unimplemented desc = unknown service x\nrpc error: code = Internal desc = ",
+		"report ID key not trusted: ",
 		"",
 	}
 	for _, s := range seeds {
@@ -68,7 +75,7 @@ func TestExplainHugeInput(t *testing.T) {
 		t.Fatal("nothing recognised in a paste full of errors")
 	}
 	for _, f := range fs {
-		if f.Mode == ModeUpstreamUnreachable {
+		if f.Mode == string(failure.UpstreamUnreachable) {
 			t.Fatalf("unexpected mode %s", f.Mode)
 		}
 	}

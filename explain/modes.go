@@ -27,6 +27,8 @@ var modeText = map[failure.Mode]struct {
 		[]string{"`kubectl get pods -l app.kubernetes.io/name=coordinator` (READY 1/1) and `kubectl get svc coordinator`."}},
 	failure.UpstreamDialTimeout: {"No TCP answer from the upstream in time: packets are dropped by a firewall, a wrong address, or a load balancer without healthy backends.",
 		[]string{"`nc -vz -w 5 <host> <port>` from the same machine; check firewall rules for port 1313."}},
+	failure.UpstreamUnreachable: {"The dial failed at once because the network has no route to the upstream (EHOSTUNREACH, ENETUNREACH): a wrong address, a node or load balancer address that no longer exists, a missing route or VPN, or a network policy or firewall that rejects the connection.",
+		[]string{"Check the address: `kubectl get svc coordinator -o wide` (and `kubectl get nodes -o wide` for a NodePort).", "Check the route from this machine: `ip route get <host>`; check NetworkPolicies in the Coordinator's namespace: `kubectl get networkpolicy -A`."}},
 	failure.LBClosedEarly: {"The upstream (a load balancer or forwarder) closed or reset the connection after the ClientHello, before any byte from the Coordinator; the Coordinator itself always answers.",
 		[]string{"Check the load balancer or forwarder in front of the Coordinator and its backends: `kubectl get endpoints coordinator`."}},
 	failure.IssuerTimeout: {"After the ClientHello the upstream stayed silent beyond the issuer deadline: the Coordinator could not produce its attestation evidence in time (or the client gave up first).",
@@ -47,8 +49,10 @@ var modeText = map[failure.Mode]struct {
 		[]string{"Compare `contrast --version` with the Coordinator's image and the manifest's coordinator policy hash."}},
 	failure.MeasurementMismatch: {"The launch measurement (MEASUREMENT / MRTD / RTMRs) differs from the reference values: the node runs another runtime release or VM configuration.",
 		[]string{"Compare the runtime class of the Coordinator with the `runtime handler` in `contrast --version`."}},
-	failure.TCBMismatch: {"The platform's TCB / SVNs are below the minimum in the reference values.",
+	failure.TCBMismatch: {"The platform's TCB / SVNs (or SNP mitigation vector) are below the minimum in the reference values.",
 		[]string{"Update the host's firmware, or review and adjust the minimum in manifest.json."}},
+	failure.ReferenceValueMismatch: {"The evidence verified, but a checked claim other than the launch measurement, TCB or policy hash differs from the manifest's reference values: SNP ID-key digest or a missing ID block, chip ID, guest policy, VMPL or platform info; TDX PIID, XFAM, TD attributes, MRSEAM, MR_OWNER or the minimum TCB evaluation data number. The detail names the field with the observed and expected values.",
+		[]string{"Compare the manifest's reference values for the platform (`jq .ReferenceValues manifest.json`) with what the platform reports (`ccproxy probe --coordinator <coordinator>:1313 --manifest manifest.json` prints the evidence's fields).", "Regenerate the reference values for the platform and runtime the cluster really uses: `contrast generate --reference-values <platform> ...` with the CLI of the deployed release, then set the manifest again.", "For a chip ID or PIID: check the AllowedChipIDs / AllowedPIIDs lists against the node the Coordinator runs on (`kubectl get pods -l app.kubernetes.io/name=coordinator -o wide`)."}},
 	failure.ClientRejectedCertificate: {"The client aborted after receiving the server's certificate; ccproxy could not learn a more exact reason.",
 		[]string{"Paste the client's own error into `ccproxy explain`, or run `ccproxy probe --coordinator <coordinator>:1313 --manifest manifest.json`."}},
 	failure.UnsupportedATLSVersion: {"The client's `atls:` ALPN entry names a version the Coordinator does not speak: different releases.",
@@ -67,6 +71,10 @@ var modeText = map[failure.Mode]struct {
 		[]string{"`contrast set -c <coordinator>:1313 resources/`."}},
 	failure.ManifestMismatch: {"The Coordinator's active manifest differs from the local manifest.json.",
 		[]string{"`contrast verify` writes the Coordinator's manifests to verify/; diff them with the local file."}},
+	failure.CoordinatorAPIError: {"The handshake succeeded and the Coordinator is genuine, but its user API answered with an error that is none of the known states (no manifest, recovery mode, manifest mismatch); the detail carries the gRPC code and message (Unimplemented: CLI and Coordinator from different releases; PermissionDenied: the caller's key is not accepted).",
+		[]string{"Read the gRPC code and message in the detail; for Unimplemented compare `contrast --version` with the Coordinator's image.", "Read the Coordinator's log around the time of the call: `kubectl logs -l app.kubernetes.io/name=coordinator --tail=200`."}},
+	failure.TunnelUnavailable: {"The local tunnel end (`ccproxy tunnel connect`) could not carry the connection to the in-cluster end (`ccproxy tunnel serve`): the tunnel is down or was never established, the peer's certificate pin was refused, the server is at its stream limit, or the server's verdict on the connection never came. The detail says which; the Coordinator was never reached through the tunnel.",
+		[]string{"Check that the in-cluster end runs and is reachable: the pod of `ccproxy tunnel serve` is ready, its log shows no errors, and its `--quic-listen` UDP port is open on the way (`--server HOST:PORT` of `tunnel connect`).", "Compare the pins: `ccproxy tunnel fingerprint <cert>` of each end's certificate must equal the `--peer-fingerprint` the other end was given.", "If the server is at its stream limit, wait for open connections to finish or raise `--max-streams` on `tunnel serve`."}},
 }
 
 // modeNameRe finds a failure mode named in ccproxy's own output: log
