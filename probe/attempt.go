@@ -140,15 +140,21 @@ func (p *prober) attempt(ctx context.Context, style atls.NonceStyle, sni string)
 	}
 
 	apiStart := time.Now()
-	st, apiErr := getManifests(ctx, tc, state, net.JoinHostPort(p.host, p.port))
+	ec := &endConn{Conn: tc}
+	st, apiErr := getManifests(ctx, ec, state, net.JoinHostPort(p.host, p.port))
 	a.Timings.UserAPI = time.Since(apiStart)
-	tc.Close()
+	ec.Close()
 	a.State = st
+	// Why the call failed below gRPC, if it did: the Coordinator ended the
+	// connection (in TLS or TCP), or the probe's time ran out.
 	var broke error
 	if apiErr != nil {
 		a.Error = apiErr.Error()
-		if broke = conn.peerEnded(); broke == nil {
-			broke = ctx.Err()
+		for _, e := range []error{ec.ended(), conn.peerEnded(), ctx.Err()} {
+			if e != nil {
+				broke = e
+				break
+			}
 		}
 	}
 	a.Mode, a.Detail = judgeState(st, apiErr, broke, p.cfg.manifest(), w.verdict, attested)

@@ -103,6 +103,40 @@ func TestRelayRefinesWithProbe(t *testing.T) {
 			},
 		},
 		{
+			// Fails the ALPN nonce like an old Coordinator, but the SNI-nonce
+			// retry's evidence binds neither nonce: not told apart as old.
+			fault: coordinator.FaultReplayedEvidence, wire: failure.IssuerError, want: failure.ReportDataMismatch,
+			check: func(t *testing.T, ct connectionTrace) {
+				p := ct.probes[0].Attributes()
+				if attr(p, string(probe.AttrAttempts)) != "2" || attr(p, string(probe.AttrResult)) != string(failure.IssuerError) ||
+					attr(p, string(probe.AttrSNIResult)) != string(failure.ReportDataMismatch) {
+					t.Errorf("probe span: %v", p.AsRaw())
+				}
+				if d := attr(ct.root.Attributes(), string(trace.FailureDetail)); !strings.Contains(d, "not merely older") || strings.Contains(d, "predates") {
+					t.Errorf("detail %q", d)
+				}
+			},
+		},
+		{
+			fault: coordinator.FaultReplayedEvidence, noSNI: true, wire: failure.ClientRejectedCertificate, want: failure.ReportDataMismatch,
+			check: func(t *testing.T, ct connectionTrace) {
+				p := ct.probes[0].Attributes()
+				if attr(p, string(probe.AttrResult)) != string(failure.ReportDataMismatch) || attr(p, string(probe.AttrSNIResult)) != string(failure.ReportDataMismatch) {
+					t.Errorf("probe span: %v", p.AsRaw())
+				}
+			},
+		},
+		{
+			// A current Coordinator with unbound evidence, dialled by IP: the
+			// SNI-nonce retry is unbound too, so no version mismatch.
+			fault: coordinator.FaultReportDataUnbound, noSNI: true, wire: failure.ClientRejectedCertificate, want: failure.ReportDataMismatch,
+			check: func(t *testing.T, ct connectionTrace) {
+				if attr(ct.probes[0].Attributes(), string(probe.AttrSNIResult)) != string(failure.ReportDataMismatch) {
+					t.Errorf("probe span: %v", ct.probes[0].Attributes().AsRaw())
+				}
+			},
+		},
+		{
 			// A failing issuer fails either way: not a version mismatch.
 			fault: coordinator.FaultIssuerError, wire: failure.IssuerError, want: failure.IssuerError,
 			check: func(t *testing.T, ct connectionTrace) {

@@ -4,14 +4,18 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/asn1"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ccproxy-dev/ccproxy/atls"
 	"github.com/ccproxy-dev/ccproxy/attest"
 	"github.com/ccproxy-dev/ccproxy/attest/attesttest"
 	"github.com/ccproxy-dev/ccproxy/failure"
@@ -348,6 +352,10 @@ func TestRunDialFailures(t *testing.T) {
 	}{
 		{name: "refused", addr: closed, want: failure.UpstreamRefused},
 		{name: "name does not resolve", addr: "coordinator.invalid:1313", cfg: probe.Config{Resolver: noDNS}, want: failure.UpstreamDNSFailure},
+		// No route cannot be had on loopback: the dialer's socket hook fails
+		// the connect the way the kernel does.
+		{name: "no route to host", addr: closed, cfg: probe.Config{Dialer: failingDialer(syscall.EHOSTUNREACH)}, want: failure.UpstreamUnreachable},
+		{name: "network unreachable", addr: "[2001:db8::1]:1313", cfg: probe.Config{Dialer: failingDialer(syscall.ENETUNREACH)}, want: failure.UpstreamUnreachable},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -362,6 +370,35 @@ func TestRunDialFailures(t *testing.T) {
 				t.Error("facts reported without a connection")
 			}
 		})
+	}
+}
+
+// failingDialer's connects fail with errno, as net.Dialer reports a
+// connect(2) that failed.
+func failingDialer(errno syscall.Errno) *net.Dialer {
+	return &net.Dialer{Control: func(string, string, syscall.RawConn) error {
+		return os.NewSyscallError("connect", errno)
+	}}
+}
+
+// An old Coordinator's SNI-nonce evidence that ccproxy cannot verify (here:
+// ccproxy trusts AMD's real roots, not the simulation's) does not show
+// whether it binds the nonce, so the Coordinator is not called old: the
+// first connection's verdict stays.
+func TestRunVersionCheckNeedsTrustedEvidence(t *testing.T) {
+	c, addr := startCoordinator(t, coordinator.Config{Fault: coordinator.FaultOldCoordinator})
+	opts := attestOptions(t, c)
+	opts.SNPRoots = nil
+	_, port, _ := net.SplitHostPort(addr)
+	rep, err := probe.Run(t.Context(), net.JoinHostPort("localhost", port), probe.Config{Attest: opts, Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Mode != failure.IssuerError || len(rep.Attempts) != 2 || rep.Attempts[1].Mode != failure.EvidenceInvalid {
+		t.Fatalf("mode %s (%s), attempts %s; want issuer_error after an evidence_invalid retry", rep.Mode, rep.Detail, attemptModes(rep))
+	}
+	if !strings.Contains(rep.Detail, "cannot tell an older Coordinator from one that replays evidence") {
+		t.Errorf("detail %q", rep.Detail)
 	}
 }
 
@@ -393,5 +430,80 @@ func TestParseNonceMode(t *testing.T) {
 	}
 	if _, err := probe.ParseNonceMode("both"); err == nil {
 		t.Error("ParseNonceMode(both) accepted")
+	}
+}
+
+// TestRunUserAPIConnectionEnds: a Coordinator whose attested handshake
+// succeeds but whose connection then ends under GetManifests (a FIN before
+// any answer) or stays silent is named from the connection, not as an answer
+// of the user API.
+func TestRunUserAPIConnectionEnds(t *testing.T) {
+	a, err := authority()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := attest.ParseManifest(a.ManifestJSON(coordinator.PlatformSNP))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := attest.Options{Offline: true, SNPRoots: a.SNPRootsPEM(), Reference: m}
+	iss := atls.IssuerFunc(func(_ context.Context, rd [64]byte) (asn1.ObjectIdentifier, []byte, error) {
+		doc, err := a.SNP(attesttest.Evidence{ReportData: rd})
+		return atls.OIDSNP(), doc, err
+	})
+	srvCfg, err := atls.ServerConfig(iss, atls.ServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		after  func(c net.Conn) // what the server does after the handshake
+		want   failure.Mode
+		detail string
+	}{
+		{
+			name: "FIN before the answer",
+			after: func(c net.Conn) {
+				_, _ = c.Read(make([]byte, 1)) // the client's HTTP/2 preface
+				_ = c.(*tls.Conn).CloseWrite()
+				time.Sleep(time.Second) // still reading: no reset
+			},
+			want: failure.UpstreamReset, detail: "ended the connection (FIN) during GetManifests",
+		},
+		{
+			name:  "no answer",
+			after: func(net.Conn) { time.Sleep(2 * time.Second) },
+			want:  failure.CoordinatorAPIError, detail: "did not answer GetManifests before the probe's deadline",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				raw, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer raw.Close()
+				c := tls.Server(raw, srvCfg)
+				if c.Handshake() == nil {
+					tc.after(c)
+				}
+			}()
+			rep, err := probe.Run(t.Context(), ln.Addr().String(), probe.Config{Attest: opts, Timeout: time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Mode != tc.want || !strings.Contains(rep.Detail, tc.detail) {
+				t.Fatalf("mode %s (%s), want %s with %q", rep.Mode, rep.Detail, tc.want, tc.detail)
+			}
+			if rep.Evidence == nil || rep.Evidence.Verdict != attest.Verified {
+				t.Errorf("evidence %+v, want verified", rep.Evidence)
+			}
+		})
 	}
 }

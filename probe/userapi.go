@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync/atomic"
 
@@ -48,7 +49,7 @@ type State struct {
 // conn: gRPC gets exactly this connection, so the answer comes from the
 // Coordinator whose evidence was just checked. The current service name is
 // tried first, then the legacy one. It closes conn.
-func getManifests(ctx context.Context, conn *tls.Conn, tlsState tls.ConnectionState, authority string) (*State, error) {
+func getManifests(ctx context.Context, conn net.Conn, tlsState tls.ConnectionState, authority string) (*State, error) {
 	var used atomic.Bool
 	dial := func(context.Context, string) (net.Conn, error) {
 		if used.Swap(true) {
@@ -89,6 +90,37 @@ func getManifests(ctx context.Context, conn *tls.Conn, tlsState tls.ConnectionSt
 		st.LatestManifestSHA256 = hex.EncodeToString(sum[:])
 	}
 	return st, nil
+}
+
+// endConn is the attested connection as gRPC gets it: it records how the
+// Coordinator's side ended (a TLS close_notify or a FIN reads as io.EOF) if
+// that happened before the probe closed the connection.
+type endConn struct {
+	net.Conn
+	closed atomic.Bool
+	end    atomic.Pointer[error]
+}
+
+func (c *endConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil && !c.closed.Load() && !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrDeadlineExceeded) {
+		c.end.CompareAndSwap(nil, &err)
+	}
+	return n, err
+}
+
+func (c *endConn) Close() error {
+	c.closed.Store(true)
+	return c.Conn.Close()
+}
+
+// ended returns how the Coordinator ended the connection, nil if it did not
+// before the probe closed it.
+func (c *endConn) ended() error {
+	if p := c.end.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // established are transport credentials for a connection whose attested
@@ -158,9 +190,9 @@ func judgeState(st *State, apiErr, broke error, local []byte, wireVerdict func()
 			}
 			return failure.CoordinatorAPIError, fmt.Sprintf(
 				"%s, but the user API did not answer GetManifests %s (gRPC %s %q).", attested, why, s.Code(), s.Message())
-		case broke != nil:
-			// The connection ended under the call: no answer, whatever
-			// status gRPC made up for it.
+		case broke != nil && s.Code() == codes.Unavailable:
+			// The connection ended under the call: no answer, only the
+			// status gRPC's client makes up for a broken transport.
 			return failure.UpstreamReset, fmt.Sprintf(
 				"The Coordinator ended the connection (%s) during GetManifests, before it answered (%v).", endName(broke), apiErr)
 		}

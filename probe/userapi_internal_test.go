@@ -58,6 +58,8 @@ func TestJudgeStateErrors(t *testing.T) {
 			broke: io.EOF, wire: resetWire, want: failure.CoordinatorRecoveryMode},
 		{name: "FIN under the call", err: callErr(codes.Unavailable, "error reading from server: EOF"),
 			broke: io.EOF, want: failure.UpstreamReset, details: []string{"ended the connection (FIN) during GetManifests"}},
+		{name: "answered, then the connection ended", err: callErr(codes.Internal, "getting state: store closed"),
+			broke: io.EOF, want: failure.CoordinatorAPIError, details: []string{"gRPC code Internal"}},
 		{name: "no answer before the deadline", err: callErr(codes.DeadlineExceeded, "context deadline exceeded"),
 			broke: context.DeadlineExceeded, want: failure.CoordinatorAPIError, details: []string{"did not answer GetManifests before the probe's deadline", "DeadlineExceeded"}},
 	}
