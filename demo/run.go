@@ -148,6 +148,13 @@ func PrintTable(w io.Writer, rep *Report) {
 	fmt.Fprintln(w)
 }
 
+// seedCoordinator keys the SNP Coordinator whose VM has seedVCPUs vCPUs and
+// whose manifest is in the newest layout (1-vCPU seed measurement and APEIP).
+const (
+	seedCoordinator = "snp-seed"
+	seedVCPUs       = 4
+)
+
 type coord struct {
 	c        *coordinator.Coordinator
 	addr     string
@@ -175,8 +182,12 @@ func newEnv(ctx context.Context, cfg Config) (*env, error) {
 	}
 	sctx, stop := context.WithCancel(context.Background())
 	e := &env{cfg: cfg, tp: tp, coords: map[string]*coord{}, stop: stop}
-	for _, p := range []string{coordinator.PlatformSNP, coordinator.PlatformTDX} {
-		c, err := coordinator.New(coordinator.Config{Authority: auth, Platform: p, IssuerDelay: slowIssuerDelay})
+	for _, key := range []string{coordinator.PlatformSNP, coordinator.PlatformTDX, seedCoordinator} {
+		cc := coordinator.Config{Authority: auth, Platform: key, IssuerDelay: slowIssuerDelay}
+		if key == seedCoordinator {
+			cc.Platform, cc.VCPUs = coordinator.PlatformSNP, seedVCPUs
+		}
+		c, err := coordinator.New(cc)
 		if err != nil {
 			e.close()
 			return nil, err
@@ -193,7 +204,7 @@ func newEnv(ctx context.Context, cfg Config) (*env, error) {
 			e.close()
 			return nil, fmt.Errorf("simulated manifest: %w", err)
 		}
-		e.coords[p] = &coord{
+		e.coords[key] = &coord{
 			c: c, addr: ln.Addr().String(), manifest: c.Manifest(),
 			opts: attest.Options{Offline: true, SNPRoots: auth.SNPRootsPEM(), TDXRoots: auth.TDXRootsPEM(), Reference: m},
 		}
@@ -213,6 +224,9 @@ func (e *env) run(ctx context.Context, sc Scenario) Row {
 	platform := sc.Platform
 	if platform == "" {
 		platform = coordinator.PlatformSNP
+	}
+	if sc.SeedManifest {
+		platform = seedCoordinator
 	}
 	co := e.coords[platform]
 	co.c.SetFault(sc.Fault)

@@ -51,6 +51,9 @@ type Scenario struct {
 	Upstream Upstream
 	// ClockSkew shifts the Coordinator's clock without a fault (tolerated skews).
 	ClockSkew time.Duration
+	// SeedManifest runs the scenario against an SNP Coordinator with 4 vCPUs
+	// and a manifest in the newest layout (1-vCPU seed and APEIP).
+	SeedManifest bool
 	// ClientPolicyHash makes the CLI expect another Coordinator policy than
 	// the one the Coordinator runs with (and ccproxy expects).
 	ClientPolicyHash bool
@@ -105,6 +108,19 @@ func Scenarios() []Scenario {
 			Want: failure.MeasurementMismatch, ClientSees: `MR_TD`},
 		{Name: "TCB below minimum", Fault: coordinator.FaultTCBLow, Want: failure.TCBMismatch,
 			ClientSees: `TCB`},
+		{Name: "healthy SNP, newest manifest (4 vCPUs)", SeedManifest: true, Want: failure.OK},
+		{Name: "another image, newest manifest", Fault: coordinator.FaultWrongMeasurement, SeedManifest: true,
+			Want: failure.MeasurementMismatch, ClientSees: `measurement does not match any vCPU count from 1 to 220`},
+		{Name: "ID block signed by another key", Fault: coordinator.FaultUntrustedIDKey, Want: failure.ReferenceValueMismatch,
+			ClientSees: `report ID key not trusted: [0-9a-f]{96}`},
+		{Name: "ID block not trusted, TLS 1.2 (seen passively)", Fault: coordinator.FaultUntrustedIDKey, TLS12: true,
+			Want: failure.ReferenceValueMismatch, ClientSees: `report ID key not trusted`},
+		{Name: "chip not in AllowedChipIDs", Fault: coordinator.FaultChipNotAllowed, Want: failure.ReferenceValueMismatch,
+			ClientSees: `chip ID [0-9a-f]+ not in allowed chip IDs`},
+		{Name: "TDX module (MRSEAM) not in the manifest", Fault: coordinator.FaultWrongMRSEAM, Platform: coordinator.PlatformTDX,
+			Want: failure.ReferenceValueMismatch, ClientSees: `MR_SEAM`},
+		{Name: "TD XFAM differs from the manifest", Fault: coordinator.FaultWrongXFAM, Platform: coordinator.PlatformTDX,
+			Want: failure.ReferenceValueMismatch, ClientSees: `XFAM`},
 		{Name: "bad report signature", Fault: coordinator.FaultBadSignature, Want: failure.EvidenceInvalid,
 			ClientSees: `verif`},
 		{Name: "report not bound to the nonce", Fault: coordinator.FaultReportDataUnbound, Want: failure.ReportDataMismatch,
