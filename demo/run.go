@@ -318,15 +318,26 @@ type connVerdict struct {
 // and returns the one that tells the story: a gRPC client may open a
 // connection it never uses, so the earliest connection that carried a
 // ClientHello wins, and a bare connect-and-close only when nothing else came.
+// Such an unused connection is often named first, while the real one is
+// still being refined by a probe: after it, wait longer for the real one.
 func pickVerdict(ch <-chan connVerdict) (inspect.Verdict, []failure.Mode, bool) {
+	const (
+		stragglers     = 300 * time.Millisecond // after a connection that carried a ClientHello
+		afterBareClose = 3 * time.Second        // after connect-and-close only
+	)
 	var got []connVerdict
+	sawHello := false
 	wait := time.After(15 * time.Second)
 	for {
 		select {
 		case cv := <-ch:
 			got = append(got, cv)
-			if len(got) == 1 {
-				wait = time.After(300 * time.Millisecond) // stragglers
+			switch {
+			case cv.v.Mode != failure.ClientAborted && !sawHello:
+				sawHello = true
+				wait = time.After(stragglers)
+			case len(got) == 1:
+				wait = time.After(afterBareClose)
 			}
 			continue
 		case <-wait:
