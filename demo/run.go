@@ -323,7 +323,7 @@ type connVerdict struct {
 func pickVerdict(ch <-chan connVerdict) (inspect.Verdict, []failure.Mode, bool) {
 	const (
 		stragglers     = 300 * time.Millisecond // after a connection that carried a ClientHello
-		afterBareClose = 3 * time.Second        // after connect-and-close only
+		afterBareClose = 2 * time.Second        // after connect-and-close only
 	)
 	var got []connVerdict
 	sawHello := false

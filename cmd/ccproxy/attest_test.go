@@ -130,10 +130,13 @@ func TestAttestCommand(t *testing.T) {
 	}{
 		{"SNP certificate verifies", with("--nonce", okSNPNonce, okSNP), 0,
 			[]string{`Verdict:\s+verified`, `Failure mode:\s+ok`, `Platform:\s+snp`, "Measurement:", `Policy hash \(HOST_DATA\):`, "Reported TCB:", "VCEK certificate:", "Report data:"}},
-		{"TDX certificate verifies", with("--nonce", okTDXNonce, okTDX), 0,
-			[]string{"verified", "MRTD:", "RTMR3:", "PCK chain certificate:"}},
-		{"raw quote verifies", with(rawQuote), 0,
-			[]string{`Verdict:\s+verified`, `Evidence format:\s+raw Intel TDX quote`}},
+		// Offline, Intel's collateral is not fetched as the CLI fetches it:
+		// everything else checked, the verdict stays unverified and says why.
+		{"TDX certificate passes, unverified offline", with("--nonce", okTDXNonce, okTDX), 0,
+			[]string{`Verdict:\s+unverified`, `Failure mode:\s+ok`, "MRTD:", "RTMR3:", "PCK chain certificate:",
+				`Unverified: not checked:\s+Intel's collateral \(TCB info, QE identity\) and revocation \(offline\)`}},
+		{"raw quote passes, unverified offline", with(rawQuote), 0,
+			[]string{`Verdict:\s+unverified`, `Failure mode:\s+ok`, `Evidence format:\s+raw Intel TDX quote`}},
 		{"raw quote with a nonce: no certificate key to bind, unverified", with("--nonce", okTDXNonce, rawQuote), 0,
 			[]string{`Verdict:\s+unverified`, `Report data check:\s+not checked \(no certificate key to bind\)`}},
 		{"policy hash mismatch exits 1", with("--nonce", badPolicyNonce, badPolicy), 1,
