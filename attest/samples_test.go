@@ -76,7 +76,7 @@ func TestRealSNPSample(t *testing.T) {
 		// these reference values but it has no ID block, which every CLI
 		// that reads a GuestPolicy from the manifest requires.
 		{"reference values match but no ID block", attestation, attest.Options{Reference: matching, PolicyHashes: [][]byte{zeroPolicy}}, failure.ReferenceValueMismatch, attest.Rejected,
-			"report ID key not trusted: " + strings.Repeat("0", 96) + " (the report has no ID block"},
+			"ID_KEY_DIGEST is " + strings.Repeat("0", 96) + " (the report has no ID block"},
 		// The sample VM ran with debugging allowed; Contrast never allows it.
 		{"debug policy rejected", attestation, attest.Options{Reference: strict, PolicyHashes: [][]byte{zeroPolicy}}, failure.ReferenceValueMismatch, attest.Rejected, "found unauthorized debug capability"},
 		{"VCEK expired", attestation, attest.Options{Now: afterTime}, failure.EvidenceInvalid, attest.Rejected, "certificate has expired"},

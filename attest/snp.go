@@ -307,8 +307,8 @@ func evaluateSNPEntry(ctx context.Context, att *spb.Attestation, d snpDecoded, r
 		}
 	}
 	if len(ref.AllowedChipIDs) > 0 && !containsBytes(ref.AllowedChipIDs, r.GetChipId()) {
-		return withFields(fail(stagePlatform, failure.ReferenceValueMismatch, "chip ID %x not in allowed chip IDs: CHIP_ID is not in the AllowedChipIDs of %s (%s)",
-			r.GetChipId(), src, hexList(ref.AllowedChipIDs)))
+		return withFields(fail(stagePlatform, failure.ReferenceValueMismatch, "CHIP_ID %x is not in the AllowedChipIDs of %s (%s) (CLI: \"chip ID %x not in allowed chip IDs\")",
+			r.GetChipId(), src, hexList(ref.AllowedChipIDs), r.GetChipId()))
 	}
 
 	// Every field above passed; the CLI's own call, with all its options
@@ -368,19 +368,19 @@ func matchSNPMeasurement(r *spb.Report, ref *SNPReference, src string) ([48]byte
 		}
 	}
 	return seed, nil, fail(stageMeasurement, failure.MeasurementMismatch,
-		"measurement does not match any vCPU count from 1 to %d: MEASUREMENT is %x; expected the 1-vCPU seed %x of %s extended by AP VMSA pages (APEIP %x, CPU signature %#x)",
-		snpmeasure.MaxVCPUs, observed, seed, src, ref.APEIP, ref.CPUSignature)
+		"MEASUREMENT is %x; expected the 1-vCPU seed %x of %s extended by AP VMSA pages (APEIP %x, CPU signature %#x) for 1 to %d vCPUs, and none matches (CLI: \"measurement does not match any vCPU count from 1 to %d\")",
+		observed, seed, src, ref.APEIP, ref.CPUSignature, snpmeasure.MaxVCPUs, snpmeasure.MaxVCPUs)
 }
 
 // idKeyDetail names the ID-key failure the way the CLI's text does, with
 // what was observed and what Contrast derives.
 func idKeyDetail(observed, trusted []byte, measurement [48]byte, ref *SNPReference, src string) string {
-	what := fmt.Sprintf("report ID key not trusted: %x", observed)
+	what := fmt.Sprintf("ID_KEY_DIGEST is %x", observed)
 	if allZero(observed) {
 		what += " (the report has no ID block: the VM was not launched with Contrast's ID block)"
 	}
-	return fmt.Sprintf("%s; expected ID_KEY_DIGEST %x, the SHA-384 of the ID key Contrast derives from measurement %x and guest policy %s (%s)",
-		what, trusted, measurement, policyFlags(ref.GuestPolicy), src)
+	return fmt.Sprintf("%s; expected %x, the SHA-384 of the ID key Contrast derives from measurement %x and guest policy %s (%s) (CLI: \"report ID key not trusted: %x\")",
+		what, trusted, measurement, policyFlags(ref.GuestPolicy), src, observed)
 }
 
 func allZero(b []byte) bool {

@@ -261,7 +261,7 @@ func evaluateTDXEntry(q *tpb.QuoteV4, d tdxDecoded, ref *TDXReference, x *expect
 		if d.pckInfo.piid != nil {
 			piid = hex.EncodeToString(d.pckInfo.piid)
 		}
-		return fail(stagePlatform, failure.ReferenceValueMismatch, "PIID %s not in allowed PIIDs: the PCK certificate's PIID is not in the AllowedPIIDs of %s (%s)", piid, src, hexList(ref.AllowedPIIDs))
+		return fail(stagePlatform, failure.ReferenceValueMismatch, "the PCK certificate's PIID %s is not in the AllowedPIIDs of %s (%s) (CLI: \"PIID %s not in allowed PIIDs\")", piid, src, hexList(ref.AllowedPIIDs), piid)
 	}
 	if ref.MemoryIntegrity && (d.pckInfo.sgxType == nil || *d.pckInfo.sgxType != sgxTypeScalableWithIntegrity) {
 		return fail(stagePlatform, failure.ReferenceValueMismatch, "the PCK certificate's SGX type is %s; expected ScalableWithIntegrity (MemoryIntegrity from %s)", optSGXType(d.pckInfo.sgxType), src)

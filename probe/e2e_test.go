@@ -2,6 +2,7 @@ package probe_test
 
 import (
 	"encoding/hex"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +41,7 @@ func TestRelayRefinesWithProbe(t *testing.T) {
 		platform string
 		style    atls.NonceStyle
 		noSNI    bool         // dial by IP: the ALPN-style hello has no SNI
+		vcpus    int          // an SNP Coordinator with a seed manifest (newest layout)
 		wire     failure.Mode // what the relay sees on the wire
 		want     failure.Mode // what the trace names
 		noProbe  bool
@@ -145,6 +147,18 @@ func TestRelayRefinesWithProbe(t *testing.T) {
 				}
 			},
 		},
+		// The checks the CLI makes beyond measurement and TCB (issue 17).
+		{fault: coordinator.FaultUntrustedIDKey, wire: failure.ClientRejectedCertificate, want: failure.ReferenceValueMismatch,
+			check: detailHas("ID_KEY_DIGEST is ", "report ID key not trusted: ")},
+		{fault: coordinator.FaultChipNotAllowed, wire: failure.ClientRejectedCertificate, want: failure.ReferenceValueMismatch,
+			check: detailHas("not in allowed chip IDs")},
+		{fault: coordinator.FaultWrongMRSEAM, platform: coordinator.PlatformTDX, wire: failure.ClientRejectedCertificate, want: failure.ReferenceValueMismatch,
+			check: detailHas("MR_SEAM is ", "expected ")},
+		{fault: coordinator.FaultWrongXFAM, platform: coordinator.PlatformTDX, wire: failure.ClientRejectedCertificate, want: failure.ReferenceValueMismatch,
+			check: detailHas("XFAM is 071a060000000000; expected e71a060000000000")},
+		{fault: coordinator.FaultWrongMeasurement, vcpus: 6, wire: failure.ClientRejectedCertificate, want: failure.MeasurementMismatch,
+			check: detailHas("measurement does not match any vCPU count from 1 to 220")},
+		{fault: coordinator.FaultNone, vcpus: 6, wire: failure.OK, want: failure.OK, noProbe: true},
 		{fault: coordinator.FaultOldCoordinator, style: atls.NonceSNI, wire: failure.OK, want: failure.OK, noProbe: true},
 		{fault: coordinator.FaultNone, wire: failure.OK, want: failure.OK, noProbe: true},
 	}
@@ -156,9 +170,12 @@ func TestRelayRefinesWithProbe(t *testing.T) {
 		if tc.noSNI {
 			name += "/no-sni"
 		}
+		if tc.vcpus != 0 {
+			name += fmt.Sprintf("/%d-vcpus", tc.vcpus)
+		}
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			c, addr := startCoordinator(t, coordinator.Config{Fault: tc.fault, Platform: tc.platform})
+			c, addr := startCoordinator(t, coordinator.Config{Fault: tc.fault, Platform: tc.platform, VCPUs: tc.vcpus})
 			ref := probe.NewRefiner(probe.RefinerConfig{
 				Probe:    probe.Config{Attest: attestOptions(t, c), Timeout: 10 * time.Second},
 				CacheTTL: time.Minute,
@@ -264,5 +281,18 @@ func TestRelayProbeCache(t *testing.T) {
 	// A client's reconnect may add a connection, which reuses the result too.
 	if fresh != 1 || cached < clients-1 {
 		t.Fatalf("%d fresh and %d cached probes, want 1 and at least %d", fresh, cached, clients-1)
+	}
+}
+
+// detailHas checks that the connection's failure detail names each part.
+func detailHas(parts ...string) func(t *testing.T, ct connectionTrace) {
+	return func(t *testing.T, ct connectionTrace) {
+		t.Helper()
+		d := attr(ct.root.Attributes(), string(trace.FailureDetail))
+		for _, p := range parts {
+			if !strings.Contains(d, p) {
+				t.Errorf("detail %q does not contain %q", d, p)
+			}
+		}
 	}
 }

@@ -117,6 +117,42 @@ func TestRunNamesCoordinatorStates(t *testing.T) {
 			},
 		},
 		{
+			// The newest manifest layout: a 1-vCPU seed and APEIP; the VM has 6.
+			name: "healthy snp, 6 vCPUs, seed manifest", cfg: coordinator.Config{VCPUs: 6}, want: failure.OK,
+			check: func(t *testing.T, rep *probe.Report) {
+				if rep.Evidence == nil || rep.Evidence.Verdict != attest.Verified {
+					t.Fatalf("evidence %+v, want verified", rep.Evidence)
+				}
+				if !hasField(rep.Evidence, "Measurement match", "extended to 6 vCPUs") || !hasField(rep.Evidence, "ID key", "trusted") {
+					t.Errorf("fields %+v", rep.Evidence.Fields)
+				}
+			},
+		},
+		{
+			name: "another image, seed manifest", cfg: coordinator.Config{VCPUs: 6, Fault: coordinator.FaultWrongMeasurement}, want: failure.MeasurementMismatch,
+			check: wantDetail("MEASUREMENT is ", "APEIP 0080b004", "measurement does not match any vCPU count from 1 to 220"),
+		},
+		{
+			name: "untrusted ID key", cfg: coordinator.Config{Fault: coordinator.FaultUntrustedIDKey}, want: failure.ReferenceValueMismatch,
+			check: wantDetail("ID_KEY_DIGEST is ", "report ID key not trusted: "),
+		},
+		{
+			name: "untrusted ID key, seed manifest", cfg: coordinator.Config{VCPUs: 6, Fault: coordinator.FaultUntrustedIDKey}, want: failure.ReferenceValueMismatch,
+			check: wantDetail("report ID key not trusted: "),
+		},
+		{
+			name: "chip not allowed", cfg: coordinator.Config{Fault: coordinator.FaultChipNotAllowed}, want: failure.ReferenceValueMismatch,
+			check: wantDetail("not in allowed chip IDs", "AllowedChipIDs of manifest snp[0] ("+chipIDHex(t)+")"),
+		},
+		{
+			name: "wrong MRSEAM", cfg: coordinator.Config{Platform: coordinator.PlatformTDX, Fault: coordinator.FaultWrongMRSEAM}, want: failure.ReferenceValueMismatch,
+			check: wantDetail("MR_SEAM is ", "(MrSeam from manifest tdx[0])"),
+		},
+		{
+			name: "wrong XFAM", cfg: coordinator.Config{Platform: coordinator.PlatformTDX, Fault: coordinator.FaultWrongXFAM}, want: failure.ReferenceValueMismatch,
+			check: wantDetail("XFAM is 071a060000000000; expected e71a060000000000 (Xfam from manifest tdx[0])"),
+		},
+		{
 			name: "clock 3h ahead", cfg: coordinator.Config{Fault: coordinator.FaultClockSkew}, want: failure.ClockSkew,
 			check: func(t *testing.T, rep *probe.Report) {
 				if rep.ClockOffset == nil || (*rep.ClockOffset-3*time.Hour).Abs() > time.Minute {
@@ -506,4 +542,42 @@ func TestRunUserAPIConnectionEnds(t *testing.T) {
 			}
 		})
 	}
+}
+
+// wantDetail checks that the report's detail names each of parts.
+func wantDetail(parts ...string) func(t *testing.T, rep *probe.Report) {
+	return func(t *testing.T, rep *probe.Report) {
+		t.Helper()
+		for _, p := range parts {
+			if !strings.Contains(rep.Detail, p) {
+				t.Errorf("detail %q does not contain %q", rep.Detail, p)
+			}
+		}
+		if rep.State != nil {
+			t.Error("user API called after failed evidence")
+		}
+	}
+}
+
+func hasField(r *attest.Result, name, part string) bool {
+	for _, f := range r.Fields {
+		if f.Name == name && strings.Contains(f.Value, part) {
+			return true
+		}
+	}
+	return false
+}
+
+func mustAuthority(t *testing.T) *attesttest.Authority {
+	t.Helper()
+	a, err := authority()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func chipIDHex(t *testing.T) string {
+	id := mustAuthority(t).ChipID()
+	return hex.EncodeToString(id[:])
 }
