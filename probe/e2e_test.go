@@ -13,6 +13,7 @@ import (
 	"github.com/ccproxy-dev/ccproxy/integration/contrastcli"
 	"github.com/ccproxy-dev/ccproxy/integration/coordinator"
 	"github.com/ccproxy-dev/ccproxy/probe"
+	"github.com/ccproxy-dev/ccproxy/proxy/watch"
 	"github.com/ccproxy-dev/ccproxy/trace"
 )
 
@@ -294,5 +295,58 @@ func detailHas(parts ...string) func(t *testing.T, ct connectionTrace) {
 				t.Errorf("detail %q does not contain %q", d, p)
 			}
 		}
+	}
+}
+
+// TestRelayTLS12Passive: with TLS 1.2 the Coordinator's certificate crosses
+// the relay in the clear, and the relay names each of the CLI's checks from
+// it alone, with no probe.
+func TestRelayTLS12Passive(t *testing.T) {
+	tests := []struct {
+		fault    coordinator.Fault
+		platform string
+		vcpus    int
+		want     failure.Mode
+		detail   string
+	}{
+		{fault: coordinator.FaultUntrustedIDKey, want: failure.ReferenceValueMismatch, detail: "report ID key not trusted: "},
+		{fault: coordinator.FaultChipNotAllowed, want: failure.ReferenceValueMismatch, detail: "not in allowed chip IDs"},
+		{fault: coordinator.FaultWrongMRSEAM, platform: coordinator.PlatformTDX, want: failure.ReferenceValueMismatch, detail: "MR_SEAM is "},
+		{fault: coordinator.FaultWrongXFAM, platform: coordinator.PlatformTDX, want: failure.ReferenceValueMismatch, detail: "XFAM is "},
+		{fault: coordinator.FaultWrongMeasurement, vcpus: 6, want: failure.MeasurementMismatch, detail: "measurement does not match any vCPU count from 1 to 220"},
+		{fault: coordinator.FaultNone, vcpus: 6, want: failure.OK},
+	}
+	for _, tc := range tests {
+		name := tc.fault.String()
+		if tc.platform != "" {
+			name += "/" + tc.platform
+		}
+		if tc.vcpus != 0 {
+			name += fmt.Sprintf("/%d-vcpus", tc.vcpus)
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			c, addr := startCoordinator(t, coordinator.Config{Fault: tc.fault, Platform: tc.platform, VCPUs: tc.vcpus})
+			r := startRelayWith(t, addr, nil, watch.AttestChecker(attestOptions(t, c)))
+			opts := cli(c, atls.NonceALPN)
+			opts.MaxTLS12 = true
+			_, err := contrastcli.Verify(t.Context(), r.addr, opts)
+			if (err == nil) != (tc.want == failure.OK) {
+				t.Fatalf("CLI: %v", err)
+			}
+			v := r.waitFor(tc.want)
+			if !strings.Contains(v.Detail, tc.detail) {
+				t.Errorf("detail %q does not contain %q", v.Detail, tc.detail)
+			}
+			for _, x := range r.traces() {
+				if len(x.probes) != 0 {
+					t.Fatalf("a probe ran, but TLS 1.2 shows the certificate")
+				}
+				if attr(x.root.Attributes(), string(trace.FailureMode)) == string(tc.want) &&
+					attr(x.root.Attributes(), string(trace.TLSProtocolVersion)) != "1.2" {
+					t.Errorf("TLS version %q, want 1.2", attr(x.root.Attributes(), string(trace.TLSProtocolVersion)))
+				}
+			}
+		})
 	}
 }

@@ -86,18 +86,29 @@ type relay struct {
 
 func startRelay(t *testing.T, upstream string, ref *probe.Refiner) *relay {
 	t.Helper()
+	return startRelayWith(t, upstream, ref, nil)
+}
+
+// startRelayWith also checks TLS 1.2 certificates as they pass (nil: only
+// recorded).
+func startRelayWith(t *testing.T, upstream string, ref *probe.Refiner, check watch.CertChecker) *relay {
+	t.Helper()
 	file := filepath.Join(t.TempDir(), "traces.jsonl")
 	tp, err := trace.Setup(context.Background(), trace.Config{File: file, ServiceVersion: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := &relay{t: t, file: file, tp: tp, verdicts: make(chan inspect.Verdict, 64)}
-	w := watch.New(watch.Config{
+	wc := watch.Config{
 		Tracer:         tp.Tracer(),
 		IssuerDeadline: 5 * time.Second,
-		Refine:         ref.Refine,
+		CheckCert:      check,
 		OnVerdict:      func(_ proxy.ConnInfo, v inspect.Verdict) { r.verdicts <- v },
-	})
+	}
+	if ref != nil {
+		wc.Refine = ref.Refine
+	}
+	w := watch.New(wc)
 	p := &proxy.Proxy{
 		Routes:      []proxy.Route{{Listen: "127.0.0.1:0", Upstream: upstream, Inspect: true}},
 		NewObserver: w.Observe,
