@@ -30,7 +30,7 @@ lint:
 	elif [ -n "$$CI" ]; then echo "staticcheck missing: run scripts/test-deps.sh"; exit 1; \
 	else echo "staticcheck not installed (scripts/test-deps.sh installs it); skipped"; fi
 
-# Every fuzz target for FUZZTIME each; results in fuzz/RESULTS.md.
+# Every fuzz target for FUZZTIME each; results in docs/fuzz-results.md.
 fuzz:
 	bash scripts/fuzz.sh $(FUZZTIME)
 
@@ -43,9 +43,9 @@ fuzz-smoke:
 bench:
 	bash bench/run.sh
 
-# 10,000 concurrent relayed connections (CCPROXY_SOAK_* tune it) → soak/RESULTS.md
+# 10,000 concurrent relayed connections (CCPROXY_SOAK_* tune it) → bench/soak/RESULTS.md
 soak:
-	CCPROXY_SOAK_RESULTS=$(CURDIR)/soak/RESULTS.md $(GO) test -count=1 -timeout 30m -run '^TestSoak$$' -tags soak -v ./soak/
+	CCPROXY_SOAK_RESULTS=$(CURDIR)/bench/soak/RESULTS.md $(GO) test -count=1 -timeout 30m -run '^TestSoak$$' -tags soak -v ./bench/soak/
 
 image:
 	bash scripts/image.sh

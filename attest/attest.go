@@ -53,7 +53,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/ccproxy-dev/ccproxy/failure"
+	"github.com/ccproxy-dev/ccproxy/internal/failure"
 )
 
 // Platform names as they appear in traces (attest.platform).

@@ -19,7 +19,7 @@ import (
 
 	"github.com/ccproxy-dev/ccproxy/attest"
 	"github.com/ccproxy-dev/ccproxy/attest/attesttest"
-	"github.com/ccproxy-dev/ccproxy/failure"
+	"github.com/ccproxy-dev/ccproxy/internal/failure"
 )
 
 // now is the clock every test pins: the fake certificates are valid

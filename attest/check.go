@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ccproxy-dev/ccproxy/failure"
+	"github.com/ccproxy-dev/ccproxy/internal/failure"
 )
 
 // stage orders the checks. When every reference-value entry fails, the one

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/ccproxy-dev/ccproxy/attest/attesttest"
-	"github.com/ccproxy-dev/ccproxy/failure"
+	"github.com/ccproxy-dev/ccproxy/internal/failure"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 

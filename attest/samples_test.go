@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/ccproxy-dev/ccproxy/attest"
-	"github.com/ccproxy-dev/ccproxy/failure"
+	"github.com/ccproxy-dev/ccproxy/internal/failure"
 	"github.com/google/go-sev-guest/abi"
 	spb "github.com/google/go-sev-guest/proto/sevsnp"
 	tdxabi "github.com/google/go-tdx-guest/abi"

@@ -11,7 +11,7 @@ import (
 
 	"github.com/ccproxy-dev/ccproxy/attest/idblock"
 	"github.com/ccproxy-dev/ccproxy/attest/snpmeasure"
-	"github.com/ccproxy-dev/ccproxy/failure"
+	"github.com/ccproxy-dev/ccproxy/internal/failure"
 	"github.com/google/go-sev-guest/abi"
 	"github.com/google/go-sev-guest/kds"
 	spb "github.com/google/go-sev-guest/proto/sevsnp"

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/ccproxy-dev/ccproxy/attest"
-	"github.com/ccproxy-dev/ccproxy/failure"
+	"github.com/ccproxy-dev/ccproxy/internal/failure"
 	"golang.org/x/sys/unix"
 )
 

@@ -15,11 +15,11 @@ import (
 	"time"
 
 	"github.com/ccproxy-dev/ccproxy/attest"
-	"github.com/ccproxy-dev/ccproxy/failure"
-	"github.com/ccproxy-dev/ccproxy/integration/coordinator"
+	"github.com/ccproxy-dev/ccproxy/internal/failure"
+	"github.com/ccproxy-dev/ccproxy/integration/simulated/coordinator"
 	"github.com/ccproxy-dev/ccproxy/proxy"
 	"github.com/ccproxy-dev/ccproxy/proxy/inspect"
-	"github.com/ccproxy-dev/ccproxy/proxy/watch"
+	"github.com/ccproxy-dev/ccproxy/internal/watch"
 )
 
 // need returns the path of tool, or fails in CI and skips elsewhere.
@@ -148,7 +148,7 @@ func TestGrpcurlThroughRelay(t *testing.T) {
 	nonce := bytes.Repeat([]byte{0x42}, 32)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	proto, _ := filepath.Abs("../userapi")
+	proto, _ := filepath.Abs("../internal/userapi")
 	cmd := exec.CommandContext(ctx, grpcurl, "-insecure",
 		"-servername", base64.StdEncoding.EncodeToString(nonce),
 		"-import-path", proto, "-proto", "userapi.proto",

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ccproxy-dev/ccproxy/soak"
+	"github.com/ccproxy-dev/ccproxy/bench/soak"
 )
 
 // Fault tests: what the relay does when a peer dies, vanishes or floods it.

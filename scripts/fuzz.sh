@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Runs every Go fuzz target in the module for a set time each.
-#   scripts/fuzz.sh 30s          # full run, writes fuzz/RESULTS.md
+#   scripts/fuzz.sh 30s          # full run, writes docs/fuzz-results.md
 #   scripts/fuzz.sh 300x smoke   # CI smoke run (a count per target), no results file
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fuzztime=${1:-30s}
 mode=${2:-full}
-results=fuzz/RESULTS.md
+results=docs/fuzz-results.md
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
-[ "$mode" = full ] && { mkdir -p fuzz; printf '# Fuzz results\n\n%s, %s per target, %s\n\n| package | target | executions | result |\n|---|---|---|---|\n' "$(date -u +%Y-%m-%dT%H:%MZ)" "$fuzztime" "$(go version | cut -d' ' -f3)" > "$results"; }
+[ "$mode" = full ] && { printf '# Fuzz results\n\n%s, %s per target, %s\n\n| package | target | executions | result |\n|---|---|---|---|\n' "$(date -u +%Y-%m-%dT%H:%MZ)" "$fuzztime" "$(go version | cut -d' ' -f3)" > "$results"; }
 fail=0
 for pkg in $(go list ./... | grep -v /tools/); do
 	dir=$(go list -f '{{.Dir}}' "$pkg")

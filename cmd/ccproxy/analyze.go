@@ -11,8 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ccproxy-dev/ccproxy/analyze"
-	"github.com/ccproxy-dev/ccproxy/failure"
+	"github.com/ccproxy-dev/ccproxy/internal/analyze"
+	"github.com/ccproxy-dev/ccproxy/internal/failure"
 )
 
 type analyzeFlags struct {

@@ -9,7 +9,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/ccproxy-dev/ccproxy/attest"
-	"github.com/ccproxy-dev/ccproxy/failure"
+	"github.com/ccproxy-dev/ccproxy/internal/failure"
 	"github.com/spf13/cobra"
 )
 

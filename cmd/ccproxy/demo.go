@@ -7,8 +7,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ccproxy-dev/ccproxy/attest"
-	"github.com/ccproxy-dev/ccproxy/demo"
-	"github.com/ccproxy-dev/ccproxy/proxy/watch"
+	"github.com/ccproxy-dev/ccproxy/internal/demo"
+	"github.com/ccproxy-dev/ccproxy/internal/watch"
 )
 
 func newDemoCmd() *cobra.Command {

@@ -4,9 +4,9 @@ import (
 	"context"
 
 	"github.com/ccproxy-dev/ccproxy/attest"
-	"github.com/ccproxy-dev/ccproxy/demo"
-	"github.com/ccproxy-dev/ccproxy/failure"
-	"github.com/ccproxy-dev/ccproxy/probe"
+	"github.com/ccproxy-dev/ccproxy/internal/demo"
+	"github.com/ccproxy-dev/ccproxy/internal/failure"
+	"github.com/ccproxy-dev/ccproxy/internal/probe"
 )
 
 // demoProber is how the demo asks a Coordinator for its state: the probe

@@ -10,8 +10,8 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
-	"github.com/ccproxy-dev/ccproxy/demo"
-	"github.com/ccproxy-dev/ccproxy/failure"
+	"github.com/ccproxy-dev/ccproxy/internal/demo"
+	"github.com/ccproxy-dev/ccproxy/internal/failure"
 )
 
 // TestDemoThenAnalyze is the README's first command end to end: the demo

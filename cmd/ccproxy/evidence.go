@@ -9,8 +9,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/ccproxy-dev/ccproxy/attest"
-	"github.com/ccproxy-dev/ccproxy/probe"
-	"github.com/ccproxy-dev/ccproxy/proxy/watch"
+	"github.com/ccproxy-dev/ccproxy/internal/probe"
+	"github.com/ccproxy-dev/ccproxy/internal/watch"
 )
 
 // addEvidenceFlags defines the flags that say what evidence is checked

@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ccproxy-dev/ccproxy/explain"
+	"github.com/ccproxy-dev/ccproxy/internal/explain"
 )
 
 // maxExplainInput bounds what explain reads from standard input; a pasted log

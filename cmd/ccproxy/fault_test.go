@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ccproxy-dev/ccproxy/soak"
+	"github.com/ccproxy-dev/ccproxy/bench/soak"
 )
 
 // Fault tests of the binary: hostile configuration, SIGTERM under load, the

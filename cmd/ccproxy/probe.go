@@ -8,8 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ccproxy-dev/ccproxy/failure"
-	"github.com/ccproxy-dev/ccproxy/probe"
+	"github.com/ccproxy-dev/ccproxy/internal/failure"
+	"github.com/ccproxy-dev/ccproxy/internal/probe"
 )
 
 func newProbeCmd() *cobra.Command {

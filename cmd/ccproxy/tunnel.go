@@ -18,11 +18,11 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/ccproxy-dev/ccproxy/admin"
+	"github.com/ccproxy-dev/ccproxy/internal/admin"
 	"github.com/ccproxy-dev/ccproxy/proxy"
-	"github.com/ccproxy-dev/ccproxy/proxy/watch"
+	"github.com/ccproxy-dev/ccproxy/internal/watch"
 	"github.com/ccproxy-dev/ccproxy/trace"
-	"github.com/ccproxy-dev/ccproxy/tunnel"
+	"github.com/ccproxy-dev/ccproxy/internal/tunnel"
 )
 
 func newTunnelCmd() *cobra.Command {

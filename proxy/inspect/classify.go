@@ -10,7 +10,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ccproxy-dev/ccproxy/failure"
+	"github.com/ccproxy-dev/ccproxy/internal/failure"
 )
 
 // Classifier decides the wire-level failure mode of one relayed connection

@@ -10,7 +10,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/ccproxy-dev/ccproxy/failure"
+	"github.com/ccproxy-dev/ccproxy/internal/failure"
 )
 
 // dialErr is a dial error as net.Dialer returns it for a failed connect(2).

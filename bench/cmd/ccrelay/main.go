@@ -1,5 +1,5 @@
 // Command ccrelay runs ccproxy's relay in process with profiling on, for
-// the benchmark's profiles. It wires package proxy and proxy/watch as
+// the benchmark's profiles. It wires package proxy and internal/watch as
 // cmd/ccproxy's serveRelay does for one inspected route (tracing as
 // configured, no evidence checker and no prober: neither runs for
 // connections that end ok), and adds a CPU profile over its whole life and
@@ -28,7 +28,7 @@ import (
 	"time"
 
 	"github.com/ccproxy-dev/ccproxy/proxy"
-	"github.com/ccproxy-dev/ccproxy/proxy/watch"
+	"github.com/ccproxy-dev/ccproxy/internal/watch"
 	"github.com/ccproxy-dev/ccproxy/trace"
 )
 

@@ -1,0 +1,151 @@
+// Package demo drives every failure mode ccproxy names through a real relay
+// in front of a simulated Coordinator, on loopback, in one process: the
+// `ccproxy demo` command and the end-to-end tests share its scenario table.
+//
+//	rep, err := demo.Run(ctx, demo.Config{Out: os.Stdout, TraceFile: "demo-traces.jsonl", Evidence: ev})
+//	if rep.Failed() > 0 { ... } // a scenario was misnamed
+package demo
+
+import (
+	"time"
+
+	"github.com/ccproxy-dev/ccproxy/internal/atls"
+	"github.com/ccproxy-dev/ccproxy/internal/failure"
+	"github.com/ccproxy-dev/ccproxy/integration/simulated/coordinator"
+)
+
+// Client is how a scenario's client behaves.
+type Client string
+
+const (
+	// ClientCLI is a Contrast CLI: attested handshake, then GetManifests,
+	// then the manifest comparison of `contrast verify`.
+	ClientCLI Client = "contrast-cli"
+	// ClientHTTP sends an HTTP request to the aTLS port.
+	ClientHTTP Client = "http"
+	// ClientHangUp connects and closes without a byte.
+	ClientHangUp Client = "hang-up"
+	// ClientTLS10 offers only TLS 1.0, which the Coordinator refuses.
+	ClientTLS10 Client = "tls1.0"
+	// ClientATLSv2 offers an `atls:v2:` ALPN entry no Coordinator speaks.
+	ClientATLSv2 Client = "atls-v2"
+)
+
+// Upstream names where a scenario's relay forwards.
+type Upstream string
+
+const (
+	UpstreamCoordinator Upstream = ""             // the simulated Coordinator
+	UpstreamClosedPort  Upstream = "closed-port"  // a loopback port nobody listens on
+	UpstreamNoSuchName  Upstream = "unresolvable" // a name under .invalid
+)
+
+// Scenario is one field failure, reproduced.
+type Scenario struct {
+	Name     string
+	Fault    coordinator.Fault
+	Platform string // coordinator.PlatformSNP (default) or PlatformTDX
+	Client   Client // ClientCLI by default
+	Style    atls.NonceStyle
+	TLS12    bool
+	Upstream Upstream
+	// ClockSkew shifts the Coordinator's clock without a fault (tolerated skews).
+	ClockSkew time.Duration
+	// SeedManifest runs the scenario against an SNP Coordinator with 4 vCPUs
+	// and a manifest in the newest layout (1-vCPU seed and APEIP).
+	SeedManifest bool
+	// ClientPolicyHash makes the CLI expect another Coordinator policy than
+	// the one the Coordinator runs with (and ccproxy expects).
+	ClientPolicyHash bool
+	// Want is the failure mode ccproxy must name.
+	Want failure.Mode
+	// ByProbe: the mode is the Coordinator's state, which only `ccproxy
+	// probe` can see (the relay sees a healthy connection).
+	ByProbe bool
+	// ClientSees is a regular expression for the client's error (the
+	// symptom users report); empty means the client must succeed.
+	ClientSees string
+}
+
+// Scenarios is every scenario the demo drives, in the order it prints them.
+func Scenarios() []Scenario {
+	return []Scenario{
+		{Name: "healthy SNP Coordinator", Want: failure.OK},
+		{Name: "healthy TDX Coordinator", Platform: coordinator.PlatformTDX, Want: failure.OK},
+		{Name: "older CLI (nonce in SNI)", Style: atls.NonceSNI, Want: failure.OK},
+		{Name: "healthy, TLS 1.2 client", TLS12: true, Want: failure.OK},
+		{Name: "Coordinator clock 1h ahead (tolerated)", ClockSkew: time.Hour, Want: failure.OK},
+		{Name: "load balancer closes after ClientHello", Fault: coordinator.FaultLBClose, Want: failure.LBClosedEarly,
+			ClientSees: `authentication handshake failed: EOF`},
+		{Name: "load balancer resets after ClientHello", Fault: coordinator.FaultLBReset, Want: failure.LBClosedEarly,
+			ClientSees: `authentication handshake failed: .*(reset by peer|EOF)`},
+		{Name: "issuer stuck (slow collateral fetch)", Fault: coordinator.FaultIssuerSlow, Want: failure.IssuerTimeout,
+			ClientSees: `context deadline exceeded`},
+		{Name: "issuer fails", Fault: coordinator.FaultIssuerError, Want: failure.IssuerError,
+			ClientSees: `remote error: tls: internal error`},
+		{Name: "CLI newer than Coordinator", Fault: coordinator.FaultOldCoordinator, Want: failure.CoordinatorVersionMismatch,
+			ClientSees: `remote error: tls: internal error`},
+		{Name: "older CLI, older Coordinator", Fault: coordinator.FaultOldCoordinator, Style: atls.NonceSNI, Want: failure.OK},
+		{Name: "looks older, but replays evidence", Fault: coordinator.FaultReplayedEvidence, Want: failure.ReportDataMismatch,
+			ClientSees: `remote error: tls: internal error`},
+		{Name: "wrong service on the port (HTTP)", Fault: coordinator.FaultNotTLS, Want: failure.UpstreamNotTLS,
+			ClientSees: `first record does not look like a TLS handshake`},
+		{Name: "upstream port closed", Upstream: UpstreamClosedPort, Want: failure.UpstreamRefused,
+			ClientSees: `(reset by peer|EOF|refused)`},
+		{Name: "upstream name does not resolve", Upstream: UpstreamNoSuchName, Want: failure.UpstreamDNSFailure,
+			ClientSees: `(reset by peer|EOF|refused)`},
+		{Name: "certificate without attestation", Fault: coordinator.FaultNoExtension, Want: failure.UnexpectedCertificate,
+			ClientSees: `no valid attestation document certificate extensions found`},
+		{Name: "evidence for the other platform", Fault: coordinator.FaultWrongPlatform, Want: failure.NoMatchingValidator,
+			ClientSees: `no matching validators found`},
+		{Name: "wrong policy hash (SNP HOST_DATA)", Fault: coordinator.FaultWrongPolicyHash, Want: failure.PolicyHashMismatch,
+			ClientSees: `HOST_DATA is [0-9a-f]+\. Expect [0-9a-f]+`},
+		{Name: "wrong policy hash (TDX MR_CONFIG_ID)", Fault: coordinator.FaultWrongPolicyHash, Platform: coordinator.PlatformTDX,
+			Want: failure.PolicyHashMismatch, ClientSees: `MR_CONFIG_ID is [0-9a-f]+\. Expect [0-9a-f]+`},
+		{Name: "wrong policy hash, TLS 1.2 (seen passively)", Fault: coordinator.FaultWrongPolicyHash, TLS12: true,
+			Want: failure.PolicyHashMismatch, ClientSees: `HOST_DATA`},
+		{Name: "wrong launch measurement", Fault: coordinator.FaultWrongMeasurement, Want: failure.MeasurementMismatch,
+			ClientSees: `MEASUREMENT`},
+		{Name: "wrong MRTD (TDX)", Fault: coordinator.FaultWrongMeasurement, Platform: coordinator.PlatformTDX,
+			Want: failure.MeasurementMismatch, ClientSees: `MR_TD`},
+		{Name: "TCB below minimum", Fault: coordinator.FaultTCBLow, Want: failure.TCBMismatch,
+			ClientSees: `TCB`},
+		{Name: "healthy SNP, newest manifest (4 vCPUs)", SeedManifest: true, Want: failure.OK},
+		{Name: "another image, newest manifest", Fault: coordinator.FaultWrongMeasurement, SeedManifest: true,
+			Want: failure.MeasurementMismatch, ClientSees: `measurement does not match any vCPU count from 1 to 220`},
+		{Name: "ID block signed by another key", Fault: coordinator.FaultUntrustedIDKey, Want: failure.ReferenceValueMismatch,
+			ClientSees: `report ID key not trusted: [0-9a-f]{96}`},
+		{Name: "ID block not trusted, TLS 1.2 (seen passively)", Fault: coordinator.FaultUntrustedIDKey, TLS12: true,
+			Want: failure.ReferenceValueMismatch, ClientSees: `report ID key not trusted`},
+		{Name: "chip not in AllowedChipIDs", Fault: coordinator.FaultChipNotAllowed, Want: failure.ReferenceValueMismatch,
+			ClientSees: `chip ID [0-9a-f]+ not in allowed chip IDs`},
+		{Name: "TDX module (MRSEAM) not in the manifest", Fault: coordinator.FaultWrongMRSEAM, Platform: coordinator.PlatformTDX,
+			Want: failure.ReferenceValueMismatch, ClientSees: `MR_SEAM`},
+		{Name: "TD XFAM differs from the manifest", Fault: coordinator.FaultWrongXFAM, Platform: coordinator.PlatformTDX,
+			Want: failure.ReferenceValueMismatch, ClientSees: `XFAM`},
+		{Name: "bad report signature", Fault: coordinator.FaultBadSignature, Want: failure.EvidenceInvalid,
+			ClientSees: `verif`},
+		{Name: "report not bound to the nonce", Fault: coordinator.FaultReportDataUnbound, Want: failure.ReportDataMismatch,
+			ClientSees: `REPORT_DATA`},
+		{Name: "Coordinator clock 3h ahead", Fault: coordinator.FaultClockSkew, Want: failure.ClockSkew,
+			ClientSees: `certificate has expired or is not yet valid`},
+		{Name: "CLI expects another policy", ClientPolicyHash: true, Want: failure.ClientRejectedCertificate,
+			ClientSees: `HOST_DATA`},
+		{Name: "reset after the handshake", Fault: coordinator.FaultResetAfterHandshake, Want: failure.UpstreamReset,
+			ClientSees: `reset by peer|EOF`},
+		{Name: "Coordinator in recovery mode", Fault: coordinator.FaultRecoveryMode, Want: failure.CoordinatorRecoveryMode, ByProbe: true,
+			ClientSees: `recovery mode`},
+		{Name: "no manifest set yet", Fault: coordinator.FaultNoManifest, Want: failure.CoordinatorNoManifest, ByProbe: true,
+			ClientSees: `no manifest configured`},
+		{Name: "recovery mode (newer, state guard)", Fault: coordinator.FaultRecoveryModeGuard, Want: failure.CoordinatorRecoveryMode, ByProbe: true,
+			ClientSees: `code = FailedPrecondition desc = coordinator is in recovery mode`},
+		{Name: "user API error (history store forbidden)", Fault: coordinator.FaultAPIError, Want: failure.CoordinatorAPIError, ByProbe: true,
+			ClientSees: `code = Internal desc = getting history: .* is forbidden`},
+		{Name: "Coordinator runs another manifest", Fault: coordinator.FaultManifestDiffers, Want: failure.ManifestMismatch, ByProbe: true,
+			ClientSees: `active manifest does not match expected manifest`},
+		{Name: "client speaks HTTP to 1313", Client: ClientHTTP, Want: failure.ClientNotTLS, ClientSees: `.`},
+		{Name: "client hangs up at once", Client: ClientHangUp, Want: failure.ClientAborted, ClientSees: `.`},
+		{Name: "client offers only TLS 1.0", Client: ClientTLS10, Want: failure.TLSAlert, ClientSees: `protocol version`},
+		{Name: "client speaks atls v2", Client: ClientATLSv2, Want: failure.UnsupportedATLSVersion, ClientSees: `internal error`},
+	}
+}

@@ -1,0 +1,493 @@
+// Package watch connects the relay to everything that looks at a
+// connection: it feeds each direction's bytes to the TLS parsers, the
+// events to the classifier, a TLS 1.2 certificate to package attest, asks
+// the prober to refine a verdict the wire alone cannot decide, and writes
+// the connection's trace: one root span `ccproxy.connection` with the
+// contract's attributes and a child span per phase.
+//
+//	w := watch.New(watch.Config{Tracer: tp.Tracer(), IssuerDeadline: 10 * time.Second})
+//	p := &proxy.Proxy{Routes: routes, NewObserver: w.Observe}
+package watch
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	oteltrace "go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/ccproxy-dev/ccproxy/internal/atls"
+	"github.com/ccproxy-dev/ccproxy/internal/failure"
+	"github.com/ccproxy-dev/ccproxy/proxy"
+	"github.com/ccproxy-dev/ccproxy/proxy/inspect"
+	"github.com/ccproxy-dev/ccproxy/trace"
+)
+
+// DefaultIssuerDeadline is the silence after the ClientHello beyond which a
+// connection is issuer_timeout. Contrast's issuer may fetch collateral for
+// up to 20 s and its server gives a handshake 25 s; 10 s of silence is
+// already far outside a healthy Coordinator's answer (tens of ms).
+const DefaultIssuerDeadline = 10 * time.Second
+
+// Evidence is what checking a certificate's attestation evidence found.
+type Evidence struct {
+	Platform           string
+	Verdict            string // verified, rejected, unverified
+	Mode               failure.Mode
+	Detail             string
+	PolicyHash         string
+	ExpectedPolicyHash string
+	ClockOffset        *time.Duration
+}
+
+// CertChecker checks the evidence in a server certificate seen in the
+// clear (TLS 1.2), bound to the client's nonce.
+type CertChecker func(ctx context.Context, cert *x509.Certificate, nonce []byte) Evidence
+
+// Refinement is what an active probe of the upstream found.
+type Refinement struct {
+	Mode     failure.Mode
+	Detail   string
+	Evidence *Evidence
+	// Attrs go on the probe span.
+	Attrs []attribute.KeyValue
+	Start time.Time
+	End   time.Time
+	Err   error
+}
+
+// Refiner probes the upstream when the wire verdict is not the whole story
+// (client_rejected_certificate under TLS 1.3, internal_error from a possibly
+// older Coordinator). ok false means keep the wire verdict.
+type Refiner func(ctx context.Context, upstream string, wire inspect.Verdict, hello *inspect.ClientHello) (r Refinement, ok bool)
+
+// Metrics receives per-connection counts; admin.Metrics implements it.
+type Metrics interface {
+	ConnOpened(upstream string)
+	ConnClosed(upstream string, mode failure.Mode, c2u, u2c int64)
+	ObserveIssuer(d time.Duration)
+	ObserveHandshake(d time.Duration)
+}
+
+// Config configures the watcher of every connection.
+type Config struct {
+	Tracer         oteltrace.Tracer
+	IssuerDeadline time.Duration
+	CheckCert      CertChecker // nil: TLS 1.2 certificates are recorded, not checked
+	Refine         Refiner     // nil: no active probes
+	Metrics        Metrics     // nil: none
+	Logger         *slog.Logger
+	// OnVerdict, if set, is called once per connection with its final mode
+	// and detail (the demo and tests use it).
+	OnVerdict func(info proxy.ConnInfo, v inspect.Verdict)
+}
+
+// Watcher makes one Observer per connection.
+type Watcher struct{ cfg Config }
+
+// New returns a Watcher for cfg.
+func New(cfg Config) *Watcher {
+	if cfg.IssuerDeadline <= 0 {
+		cfg.IssuerDeadline = DefaultIssuerDeadline
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Watcher{cfg: cfg}
+}
+
+// Observe is a proxy.Proxy NewObserver function.
+func (w *Watcher) Observe(ctx context.Context, info proxy.ConnInfo) proxy.Observer {
+	opts := []oteltrace.SpanStartOption{
+		oteltrace.WithTimestamp(info.Accepted),
+		oteltrace.WithSpanKind(oteltrace.SpanKindServer),
+	}
+	// A connection is its own trace, unless it arrived with a propagated
+	// parent (a tunnel stream carrying the local side's traceparent).
+	if sc := oteltrace.SpanContextFromContext(ctx); !sc.IsValid() || !sc.IsRemote() {
+		opts = append(opts, oteltrace.WithNewRoot())
+	}
+	ctx, span := w.tracer().Start(ctx, trace.SpanConnection, opts...)
+	o := &conn{w: w, ctx: ctx, span: span, info: info}
+	o.cls.IssuerDeadline = w.cfg.IssuerDeadline
+	if info.Route.Inspect {
+		o.c2s, o.s2c = inspect.NewConn(o.onEvent)
+	}
+	span.SetAttributes(
+		trace.UpstreamAddress.String(info.Route.Upstream),
+		trace.ListenAddress.String(info.Route.Listen),
+	)
+	if host, port, ok := splitAddr(info.Client); ok {
+		span.SetAttributes(trace.ClientAddress.String(host), trace.ClientPort.Int(port))
+	}
+	if host, port, err := net.SplitHostPort(info.Route.Upstream); err == nil {
+		p, _ := strconv.Atoi(port)
+		span.SetAttributes(trace.ServerAddress.String(host), trace.ServerPort.Int(p))
+	}
+	if w.cfg.Metrics != nil {
+		w.cfg.Metrics.ConnOpened(info.Route.Upstream)
+	}
+	return o
+}
+
+func (w *Watcher) tracer() oteltrace.Tracer {
+	if w.cfg.Tracer != nil {
+		return w.cfg.Tracer
+	}
+	return noop.NewTracerProvider().Tracer("")
+}
+
+// conn observes one connection. mu serializes the two copy goroutines'
+// calls; the parsers are fed outside the lock (each has its own goroutine)
+// and their events take it.
+type conn struct {
+	w    *Watcher
+	ctx  context.Context
+	span oteltrace.Span
+	info proxy.ConnInfo
+
+	c2s, s2c *inspect.Parser
+
+	mu        sync.Mutex
+	cls       inspect.Classifier
+	dialEnd   time.Time
+	stream    oteltrace.Span
+	hsSpan    oteltrace.Span
+	hsStart   time.Time
+	certCheck chan Evidence // TLS 1.2: the running evidence check
+	issuerObs bool
+
+	// chunkAt[dir] is when the chunk being parsed in dir passed the relay:
+	// its events happened then, not when the parser got to them.
+	chunkAt [2]atomic.Int64
+}
+
+func (o *conn) Dialed(up net.Conn, err error, took time.Duration) {
+	end := time.Now()
+	start := end.Add(-took)
+	_, dial := o.w.tracer().Start(o.ctx, trace.SpanUpstreamDial, oteltrace.WithTimestamp(start), oteltrace.WithSpanKind(oteltrace.SpanKindClient))
+	dial.SetAttributes(trace.UpstreamAddress.String(o.info.Route.Upstream))
+	if up != nil {
+		dial.SetAttributes(attribute.String("network.peer.address", up.RemoteAddr().String()))
+	}
+	if err != nil {
+		dial.RecordError(err)
+		dial.SetStatus(codes.Error, err.Error())
+	}
+	dial.End(oteltrace.WithTimestamp(end))
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.cls.Dialed(err)
+	o.span.SetAttributes(trace.DialDurationMS.Float64(ms(took)))
+	if err == nil {
+		o.dialEnd = end
+		_, o.stream = o.w.tracer().Start(o.ctx, trace.SpanRelayStream, oteltrace.WithTimestamp(end))
+	}
+}
+
+func (o *conn) Data(dir proxy.Direction, p []byte, at time.Time) {
+	o.chunkAt[inspectDir(dir)].Store(at.UnixNano())
+	o.mu.Lock()
+	o.cls.Data(inspectDir(dir), len(p), at)
+	o.mu.Unlock()
+	if dir == proxy.ClientToUpstream {
+		if o.c2s != nil {
+			o.c2s.Write(p)
+		}
+	} else if o.s2c != nil {
+		o.s2c.Write(p)
+	}
+}
+
+// Inspecting keeps a direction in user space while the classifier still
+// learns from it. The parser's own Done (first protected record) is too
+// early: the client's answer to the server's flight comes after it.
+func (o *conn) Inspecting(dir proxy.Direction) bool {
+	if o.c2s == nil {
+		return false
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.cls.WantsMore(inspectDir(dir))
+}
+
+// onEvent is the parsers' sink; both parsers call it, each from its own
+// direction's goroutine.
+func (o *conn) onEvent(ev inspect.Event) {
+	now := time.Unix(0, o.chunkAt[ev.Dir].Load())
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	hadHello := o.cls.HelloDone()
+	o.cls.Observe(ev, now)
+	o.event(ev, now)
+	switch ev.Kind {
+	case inspect.KindClientHello:
+		if !hadHello {
+			o.hsStart = now
+			_, o.hsSpan = o.w.tracer().Start(o.ctx, trace.SpanTLSHandshake, oteltrace.WithTimestamp(now))
+			o.helloAttrs(ev.ClientHello)
+		}
+	case inspect.KindCertificate:
+		if ev.Dir == inspect.ServerToClient && o.certCheck == nil && len(ev.Certificates) > 0 {
+			o.startCertCheck(ev.Certificates)
+		}
+	}
+	if !o.issuerObs && ev.Dir == inspect.ServerToClient && o.cls.HelloDone() {
+		if f := o.cls.Facts(); f.FirstByteSeen {
+			o.issuerObs = true
+			o.span.SetAttributes(trace.UpstreamFirstByteMS.Float64(ms(f.FirstByte)))
+			if o.w.cfg.Metrics != nil {
+				o.w.cfg.Metrics.ObserveIssuer(f.FirstByte)
+			}
+		}
+	}
+}
+
+// event adds a span event for one parser event: the handshake as a
+// timeline, with record sizes and stream offsets.
+func (o *conn) event(ev inspect.Event, at time.Time) {
+	attrs := []attribute.KeyValue{
+		trace.Direction.String(ev.Dir.String()),
+		trace.StreamOffset.Int64(ev.Offset),
+		trace.RecordType.Int(int(ev.Record.Type)),
+		trace.RecordLength.Int(int(ev.Record.Length)),
+	}
+	name := "tls." + ev.Kind.String()
+	switch ev.Kind {
+	case inspect.KindAlert:
+		attrs = append(attrs, trace.TLSAlertDescription.Int(int(ev.Alert.Description)), attribute.String("tls.alert", ev.Alert.String()))
+	case inspect.KindHandshakeMessage, inspect.KindClientHello, inspect.KindServerHello, inspect.KindCertificate:
+		attrs = append(attrs, trace.HandshakeType.String(inspect.HandshakeName(ev.HandshakeType)))
+	case inspect.KindNotTLS, inspect.KindParseError:
+		attrs = append(attrs, trace.ErrorMessage.String(ev.Err.Error()))
+	}
+	o.span.AddEvent(name, oteltrace.WithTimestamp(at), oteltrace.WithAttributes(attrs...))
+}
+
+func (o *conn) helloAttrs(h *inspect.ClientHello) {
+	o.span.SetAttributes(trace.TLSServerName.String(h.ServerName))
+	if len(h.ALPN) > 0 {
+		o.span.SetAttributes(trace.TLSALPN.StringSlice(h.ALPN))
+	}
+	nonce, source, err := atls.NonceFromHello(h.ServerName, h.ALPN)
+	if source != "" {
+		o.span.SetAttributes(trace.ATLSNonceSource.String(source))
+	}
+	if err == nil {
+		o.span.SetAttributes(trace.ATLSClientNonce.String(hex.EncodeToString(nonce)))
+	}
+}
+
+// startCertCheck checks a TLS 1.2 certificate in the background: evidence
+// verification takes milliseconds, and forwarding must not wait for it.
+func (o *conn) startCertCheck(ders [][]byte) {
+	o.certCheck = make(chan Evidence, 1)
+	cert, perr := x509.ParseCertificate(ders[0])
+	oids := []string{}
+	if perr == nil {
+		for _, e := range cert.Extensions {
+			oids = append(oids, e.Id.String())
+		}
+	}
+	o.span.SetAttributes(trace.TLSCertOIDs.StringSlice(oids))
+	var nonce []byte
+	if f := o.cls.Facts(); f.Hello != nil {
+		nonce, _, _ = atls.NonceFromHello(f.Hello.ServerName, f.Hello.ALPN)
+	}
+	check := o.w.cfg.CheckCert
+	ctx := o.ctx
+	go func() {
+		start := time.Now()
+		_, span := o.w.tracer().Start(ctx, trace.SpanAttestVerify, oteltrace.WithTimestamp(start))
+		var ev Evidence
+		switch {
+		case perr != nil:
+			ev = Evidence{Verdict: "rejected", Mode: failure.EvidenceInvalid, Detail: "The server certificate does not parse: " + perr.Error()}
+		case check == nil:
+			ev = Evidence{Verdict: "unverified"}
+		default:
+			ev = check(ctx, cert, nonce)
+		}
+		evidenceAttrs(span, ev)
+		span.End()
+		o.certCheck <- ev
+	}()
+}
+
+func (o *conn) Ended(dir proxy.Direction, err error, at time.Time) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.cls.Ended(inspectDir(dir), err, at)
+	attrs := []attribute.KeyValue{trace.Direction.String(dir.String())}
+	if err != nil && !errors.Is(err, io.EOF) {
+		attrs = append(attrs, trace.ErrorMessage.String(err.Error()))
+	}
+	o.span.AddEvent("relay.ended", oteltrace.WithTimestamp(at), oteltrace.WithAttributes(attrs...))
+}
+
+func (o *conn) Closed(s proxy.Stats) {
+	o.mu.Lock()
+	v := o.cls.Verdict()
+	if !o.info.Route.Inspect {
+		v = o.cls.PlainVerdict(s.ClientToUpstream, s.UpstreamToClient)
+	}
+	facts := o.cls.Facts()
+	certCheck := o.certCheck
+	o.mu.Unlock()
+
+	// The connection is over: the evidence check and any probe may now take
+	// their time without holding up a byte.
+	var ev *Evidence
+	if certCheck != nil {
+		e := <-certCheck
+		ev = &e
+		// The client's own rejection is the fact; the evidence check says
+		// why. A client that accepted stays ok even if ccproxy's reference
+		// values disagree (attest.verdict says so).
+		if e.Mode != "" && e.Mode != failure.OK && (v.Mode == failure.ClientRejectedCertificate || v.Mode == failure.TLSAlert) {
+			v = inspect.Verdict{Mode: e.Mode, Detail: e.Detail}
+		}
+	}
+	if o.w.cfg.Refine != nil && ev == nil && needsProbe(v.Mode) {
+		if r, ok := o.w.cfg.Refine(o.ctx, o.info.Route.Upstream, v, facts.Hello); ok {
+			o.probeSpan(r)
+			if r.Mode != "" {
+				v = inspect.Verdict{Mode: r.Mode, Detail: r.Detail}
+			}
+			ev = r.Evidence
+		}
+	}
+	if ev != nil {
+		evidenceAttrs(o.span, *ev)
+	}
+
+	span := o.span
+	span.SetAttributes(
+		trace.FailureMode.String(string(v.Mode)),
+		trace.FailureDetail.String(sentence(v.Detail)),
+		trace.BytesClientToUp.Int64(s.ClientToUpstream),
+		trace.BytesUpToClient.Int64(s.UpstreamToClient),
+	)
+	if facts.Version != 0 {
+		span.SetAttributes(trace.TLSProtocolVersion.String(inspect.VersionName(facts.Version)))
+	}
+	if facts.ServerHello != nil {
+		span.SetAttributes(trace.TLSCipherSuite.String(tls.CipherSuiteName(facts.ServerHello.CipherSuite)))
+	}
+	if facts.Alert != nil {
+		span.SetAttributes(trace.TLSAlertDescription.Int(int(facts.Alert.Description)))
+	}
+	if v.Mode != failure.OK {
+		span.SetStatus(codes.Error, string(v.Mode))
+	}
+	if o.hsSpan != nil {
+		o.hsSpan.SetAttributes(trace.FailureMode.String(string(v.Mode)))
+		o.hsSpan.End(oteltrace.WithTimestamp(s.Closed))
+		if v.Mode == failure.OK && o.w.cfg.Metrics != nil {
+			o.w.cfg.Metrics.ObserveHandshake(s.Closed.Sub(o.hsStart))
+		}
+	}
+	if o.stream != nil {
+		o.stream.SetAttributes(trace.BytesClientToUp.Int64(s.ClientToUpstream), trace.BytesUpToClient.Int64(s.UpstreamToClient))
+		o.stream.End(oteltrace.WithTimestamp(s.Closed))
+	}
+	span.End(oteltrace.WithTimestamp(s.Closed))
+
+	if o.w.cfg.Metrics != nil {
+		o.w.cfg.Metrics.ConnClosed(o.info.Route.Upstream, v.Mode, s.ClientToUpstream, s.UpstreamToClient)
+	}
+	o.w.cfg.Logger.Info("connection",
+		"client", addrString(o.info.Client), "upstream", o.info.Route.Upstream,
+		"failure_mode", string(v.Mode), "detail", sentence(v.Detail),
+		"bytes_in", s.ClientToUpstream, "bytes_out", s.UpstreamToClient,
+		"duration", s.Closed.Sub(o.info.Accepted).Round(time.Millisecond).String())
+	if o.w.cfg.OnVerdict != nil {
+		o.w.cfg.OnVerdict(o.info, inspect.Verdict{Mode: v.Mode, Detail: sentence(v.Detail)})
+	}
+}
+
+// sentence makes a detail from any source (classifier, attest, probe) read
+// as the contract's "one human sentence": capitalized.
+func sentence(s string) string {
+	r, n := utf8.DecodeRuneInString(s)
+	if n == 0 || unicode.IsUpper(r) {
+		return s
+	}
+	return string(unicode.ToUpper(r)) + s[n:]
+}
+
+// needsProbe reports the wire verdicts an active probe can make exact.
+func needsProbe(m failure.Mode) bool {
+	return m == failure.ClientRejectedCertificate || m == failure.IssuerError
+}
+
+func (o *conn) probeSpan(r Refinement) {
+	_, span := o.w.tracer().Start(o.ctx, trace.SpanProbe, oteltrace.WithTimestamp(r.Start), oteltrace.WithSpanKind(oteltrace.SpanKindClient))
+	span.SetAttributes(r.Attrs...)
+	if r.Mode != "" {
+		span.SetAttributes(trace.FailureMode.String(string(r.Mode)), trace.FailureDetail.String(r.Detail))
+	}
+	if r.Evidence != nil {
+		evidenceAttrs(span, *r.Evidence)
+	}
+	if r.Err != nil {
+		span.RecordError(r.Err)
+		span.SetStatus(codes.Error, r.Err.Error())
+	}
+	span.End(oteltrace.WithTimestamp(r.End))
+}
+
+func evidenceAttrs(span oteltrace.Span, ev Evidence) {
+	if ev.Platform != "" {
+		span.SetAttributes(trace.AttestPlatform.String(ev.Platform))
+	}
+	if ev.Verdict != "" {
+		span.SetAttributes(trace.AttestVerdict.String(ev.Verdict))
+	}
+	if ev.PolicyHash != "" {
+		span.SetAttributes(trace.AttestPolicyHash.String(ev.PolicyHash))
+	}
+	if ev.ExpectedPolicyHash != "" {
+		span.SetAttributes(trace.AttestExpectedHash.String(ev.ExpectedPolicyHash))
+	}
+	if ev.ClockOffset != nil {
+		span.SetAttributes(trace.ClockOffsetMS.Int64(ev.ClockOffset.Milliseconds()))
+	}
+}
+
+func inspectDir(d proxy.Direction) inspect.Direction {
+	if d == proxy.ClientToUpstream {
+		return inspect.ClientToServer
+	}
+	return inspect.ServerToClient
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func splitAddr(a net.Addr) (string, int, bool) {
+	if tcp, ok := a.(*net.TCPAddr); ok {
+		return tcp.IP.String(), tcp.Port, true
+	}
+	return "", 0, false
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
