@@ -15,11 +15,11 @@ import (
 	"time"
 
 	"github.com/ccproxy-dev/ccproxy/attest"
-	"github.com/ccproxy-dev/ccproxy/internal/failure"
 	"github.com/ccproxy-dev/ccproxy/integration/simulated/coordinator"
+	"github.com/ccproxy-dev/ccproxy/internal/failure"
+	"github.com/ccproxy-dev/ccproxy/internal/watch"
 	"github.com/ccproxy-dev/ccproxy/proxy"
 	"github.com/ccproxy-dev/ccproxy/proxy/inspect"
-	"github.com/ccproxy-dev/ccproxy/internal/watch"
 )
 
 // need returns the path of tool, or fails in CI and skips elsewhere.

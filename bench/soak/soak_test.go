@@ -22,10 +22,10 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
-	"github.com/ccproxy-dev/ccproxy/internal/admin"
-	"github.com/ccproxy-dev/ccproxy/proxy"
-	"github.com/ccproxy-dev/ccproxy/internal/watch"
 	"github.com/ccproxy-dev/ccproxy/bench/soak"
+	"github.com/ccproxy-dev/ccproxy/internal/admin"
+	"github.com/ccproxy-dev/ccproxy/internal/watch"
+	"github.com/ccproxy-dev/ccproxy/proxy"
 	"github.com/ccproxy-dev/ccproxy/trace"
 )
 

@@ -12,8 +12,8 @@ import (
 	"testing"
 
 	"github.com/ccproxy-dev/ccproxy/attest/attesttest"
-	"github.com/ccproxy-dev/ccproxy/internal/failure"
 	"github.com/ccproxy-dev/ccproxy/integration/simulated/coordinator"
+	"github.com/ccproxy-dev/ccproxy/internal/failure"
 )
 
 // probeFixture is a simulated Coordinator on loopback with its manifest and

@@ -19,10 +19,10 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/ccproxy-dev/ccproxy/internal/admin"
-	"github.com/ccproxy-dev/ccproxy/proxy"
-	"github.com/ccproxy-dev/ccproxy/internal/watch"
-	"github.com/ccproxy-dev/ccproxy/trace"
 	"github.com/ccproxy-dev/ccproxy/internal/tunnel"
+	"github.com/ccproxy-dev/ccproxy/internal/watch"
+	"github.com/ccproxy-dev/ccproxy/proxy"
+	"github.com/ccproxy-dev/ccproxy/trace"
 )
 
 func newTunnelCmd() *cobra.Command {

@@ -14,15 +14,15 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/ccproxy-dev/ccproxy/internal/atls"
 	"github.com/ccproxy-dev/ccproxy/attest"
 	"github.com/ccproxy-dev/ccproxy/attest/attesttest"
-	"github.com/ccproxy-dev/ccproxy/internal/failure"
 	"github.com/ccproxy-dev/ccproxy/integration/simulated/contrastcli"
 	"github.com/ccproxy-dev/ccproxy/integration/simulated/coordinator"
+	"github.com/ccproxy-dev/ccproxy/internal/atls"
+	"github.com/ccproxy-dev/ccproxy/internal/failure"
+	"github.com/ccproxy-dev/ccproxy/internal/watch"
 	"github.com/ccproxy-dev/ccproxy/proxy"
 	"github.com/ccproxy-dev/ccproxy/proxy/inspect"
-	"github.com/ccproxy-dev/ccproxy/internal/watch"
 	"github.com/ccproxy-dev/ccproxy/trace"
 )
 

@@ -9,9 +9,9 @@ package demo
 import (
 	"time"
 
+	"github.com/ccproxy-dev/ccproxy/integration/simulated/coordinator"
 	"github.com/ccproxy-dev/ccproxy/internal/atls"
 	"github.com/ccproxy-dev/ccproxy/internal/failure"
-	"github.com/ccproxy-dev/ccproxy/integration/simulated/coordinator"
 )
 
 // Client is how a scenario's client behaves.

@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ccproxy-dev/ccproxy/internal/atls"
 	"github.com/ccproxy-dev/ccproxy/attest"
+	"github.com/ccproxy-dev/ccproxy/internal/atls"
 	"github.com/ccproxy-dev/ccproxy/internal/failure"
 )
 

@@ -15,11 +15,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ccproxy-dev/ccproxy/internal/atls"
 	"github.com/ccproxy-dev/ccproxy/attest"
 	"github.com/ccproxy-dev/ccproxy/attest/attesttest"
-	"github.com/ccproxy-dev/ccproxy/internal/failure"
 	"github.com/ccproxy-dev/ccproxy/integration/simulated/coordinator"
+	"github.com/ccproxy-dev/ccproxy/internal/atls"
+	"github.com/ccproxy-dev/ccproxy/internal/failure"
 	"github.com/ccproxy-dev/ccproxy/internal/probe"
 )
 

@@ -19,8 +19,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/ccproxy-dev/ccproxy/internal/failure"
-	"github.com/ccproxy-dev/ccproxy/proxy/inspect"
 	"github.com/ccproxy-dev/ccproxy/internal/userapi"
+	"github.com/ccproxy-dev/ccproxy/proxy/inspect"
 )
 
 // State is what the Coordinator's user API reported.

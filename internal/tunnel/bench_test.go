@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ccproxy-dev/ccproxy/proxy"
 	"github.com/ccproxy-dev/ccproxy/internal/watch"
+	"github.com/ccproxy-dev/ccproxy/proxy"
 )
 
 // The benchmarks compare the tunnel with relay mode on loopback:

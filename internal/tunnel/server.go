@@ -13,8 +13,8 @@ import (
 	"github.com/quic-go/quic-go"
 	"go.opentelemetry.io/otel/propagation"
 
-	"github.com/ccproxy-dev/ccproxy/proxy"
 	"github.com/ccproxy-dev/ccproxy/internal/watch"
+	"github.com/ccproxy-dev/ccproxy/proxy"
 )
 
 // Defaults shared by Server and Client.

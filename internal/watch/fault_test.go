@@ -22,11 +22,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ccproxy-dev/ccproxy/bench/soak"
 	"github.com/ccproxy-dev/ccproxy/internal/failure"
+	"github.com/ccproxy-dev/ccproxy/internal/watch"
 	"github.com/ccproxy-dev/ccproxy/proxy"
 	"github.com/ccproxy-dev/ccproxy/proxy/inspect"
-	"github.com/ccproxy-dev/ccproxy/internal/watch"
-	"github.com/ccproxy-dev/ccproxy/bench/soak"
 	"github.com/ccproxy-dev/ccproxy/trace"
 )
 

@@ -21,9 +21,9 @@ import (
 	tdxverify "github.com/google/go-tdx-guest/verify"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/ccproxy-dev/ccproxy/internal/atls"
 	"github.com/ccproxy-dev/ccproxy/attest/idblock"
 	"github.com/ccproxy-dev/ccproxy/attest/snpmeasure"
+	"github.com/ccproxy-dev/ccproxy/internal/atls"
 )
 
 // The CLI's aTLS error values (Contrast's internal/atls).

@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ccproxy-dev/ccproxy/internal/atls"
 	"github.com/ccproxy-dev/ccproxy/attest/attesttest"
+	"github.com/ccproxy-dev/ccproxy/internal/atls"
 )
 
 var authority = sync.OnceValues(attesttest.NewAuthority)

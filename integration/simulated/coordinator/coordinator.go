@@ -31,8 +31,8 @@ import (
 
 	"google.golang.org/grpc"
 
-	"github.com/ccproxy-dev/ccproxy/internal/atls"
 	"github.com/ccproxy-dev/ccproxy/attest/attesttest"
+	"github.com/ccproxy-dev/ccproxy/internal/atls"
 	"github.com/ccproxy-dev/ccproxy/internal/userapi"
 )
 

@@ -18,12 +18,12 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/ccproxy-dev/ccproxy/internal/atls"
 	"github.com/ccproxy-dev/ccproxy/attest"
 	"github.com/ccproxy-dev/ccproxy/attest/attesttest"
-	"github.com/ccproxy-dev/ccproxy/internal/failure"
 	"github.com/ccproxy-dev/ccproxy/integration/simulated/contrastcli"
 	"github.com/ccproxy-dev/ccproxy/integration/simulated/coordinator"
+	"github.com/ccproxy-dev/ccproxy/internal/atls"
+	"github.com/ccproxy-dev/ccproxy/internal/failure"
 )
 
 // authority is shared by all tests: building one costs tens of milliseconds.

@@ -9,8 +9,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/ccproxy-dev/ccproxy/internal/atls"
 	"github.com/ccproxy-dev/ccproxy/attest/attesttest"
+	"github.com/ccproxy-dev/ccproxy/internal/atls"
 )
 
 // issuer is the Coordinator's atls.Issuer: attesttest evidence for the
