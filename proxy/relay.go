@@ -12,8 +12,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"github.com/ccproxy-dev/ccproxy/proxy/inspect"
 )
 
 // Direction names one half of a relayed connection.
@@ -69,14 +67,16 @@ func (nopObserver) Ended(Direction, error, time.Time)     {}
 func (nopObserver) Closed(Stats)                          {}
 
 // The errors a direction ends with besides a FIN (io.EOF) or the socket's
-// own error. They are the classifier's, so it can tell them apart.
+// own error. The relay owns them; an Observer (the classifier in
+// proxy/inspect) tells them apart with errors.Is.
 var (
 	// ErrIdle: the connection was idle for longer than the idle timeout.
-	ErrIdle = inspect.ErrIdle
+	ErrIdle = errors.New("idle timeout")
 	// ErrAborted: the relay was closed from outside (drain timeout).
-	ErrAborted = inspect.ErrAborted
-	// errWrite marks a failure to write to the destination.
-	errWrite = inspect.ErrWrite
+	ErrAborted = errors.New("closed by ccproxy shutdown")
+	// ErrWrite marks a failure to write to the destination: the other
+	// peer's fault, not the one read from.
+	ErrWrite = errors.New("write to peer failed")
 )
 
 type relay struct {
@@ -213,7 +213,7 @@ func (r *relay) finish(dir Direction, src, dst net.Conn, err error) {
 		} else {
 			dst.Close()
 		}
-	case errors.Is(err, errWrite):
+	case errors.Is(err, ErrWrite):
 		// dst is gone (reset or closed): reset src so its peer learns at once.
 		r.dstFailed[dir].Store(true)
 		resetConn(src)
@@ -248,7 +248,7 @@ func (r *relay) readEOFWasReset(dir Direction, src net.Conn) bool {
 type writeError struct{ err error }
 
 func (e *writeError) Error() string   { return "write to peer: " + e.err.Error() }
-func (e *writeError) Unwrap() []error { return []error{errWrite, e.err} }
+func (e *writeError) Unwrap() []error { return []error{ErrWrite, e.err} }
 func wrapWrite(err error) error       { return &writeError{err: err} }
 func (r *relay) markData(dir Direction) {
 	r.act[dir].lastData.Store(time.Now().UnixNano())

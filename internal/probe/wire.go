@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ccproxy-dev/ccproxy/proxy"
 	"github.com/ccproxy-dev/ccproxy/proxy/inspect"
 )
 
@@ -137,7 +138,7 @@ func (c *tappedConn) Write(p []byte) (int, error) {
 			c.w.ended(inspect.ServerToClient, err)
 		}
 		// The relay names a failed write to the upstream this way.
-		c.w.ended(inspect.ClientToServer, fmt.Errorf("%w: %w", inspect.ErrWrite, err))
+		c.w.ended(inspect.ClientToServer, fmt.Errorf("%w: %w", proxy.ErrWrite, err))
 	}
 	return n, err
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ccproxy-dev/ccproxy/internal/failure"
+	"github.com/ccproxy-dev/ccproxy/proxy"
 )
 
 // Classifier decides the wire-level failure mode of one relayed connection
@@ -260,7 +261,7 @@ func (c *Classifier) beforeServerHello() (Verdict, bool) {
 	if c.upFirstAt.IsZero() {
 		waited := c.waitedSinceHello()
 		upFirst := c.clientEnded == nil || c.upEndAt.Before(c.clientEndAt)
-		if c.upEnded != nil && upFirst && !isIdle(c.upEnded) && !errors.Is(c.upEnded, ErrAborted) {
+		if c.upEnded != nil && upFirst && !isIdle(c.upEnded) && !errors.Is(c.upEnded, proxy.ErrAborted) {
 			return Verdict{failure.LBClosedEarly, fmt.Sprintf("The upstream %s %s after the ClientHello without sending a single byte; the client sees EOF during the handshake.", endVerb(c.upEnded), roundMS(waited))}, true
 		}
 		if v, ok := c.unsupportedVersion(); ok {
@@ -444,16 +445,11 @@ func isTimeoutErr(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// The ways a direction can end besides a FIN or a reset. The relay's errors
-// wrap these (package proxy uses them), so the classifier can tell an idle
-// timeout or a shutdown from a fault of either peer.
-var (
-	ErrIdle    = errors.New("idle timeout")
-	ErrAborted = errors.New("closed by ccproxy shutdown")
-	ErrWrite   = errors.New("write to peer failed")
-)
+// The ways a direction can end besides a FIN or a reset are the relay's
+// errors (proxy.ErrIdle, proxy.ErrAborted, proxy.ErrWrite): the classifier
+// tells an idle timeout or a shutdown from a fault of either peer by them.
 
-func isIdle(err error) bool { return errors.Is(err, ErrIdle) }
+func isIdle(err error) bool { return errors.Is(err, proxy.ErrIdle) }
 
 // upstreamFault tells whether the upstream direction ended through a fault
 // of the upstream: not a FIN, not the relay's idle timeout or shutdown, and
@@ -463,9 +459,9 @@ func isIdle(err error) bool { return errors.Is(err, ErrIdle) }
 // to the upstream is the upstream's: the relay reset the client because of it.
 func upstreamFault(upEnded, clientEnded error) bool {
 	return upEnded != nil && !errors.Is(upEnded, io.EOF) && !isIdle(upEnded) &&
-		!errors.Is(upEnded, ErrAborted) && (!isWriteErr(upEnded) || isWriteErr(clientEnded))
+		!errors.Is(upEnded, proxy.ErrAborted) && (!isWriteErr(upEnded) || isWriteErr(clientEnded))
 }
-func isWriteErr(err error) bool { return errors.Is(err, ErrWrite) }
+func isWriteErr(err error) bool { return errors.Is(err, proxy.ErrWrite) }
 
 func endName(err error) string {
 	switch {
@@ -475,7 +471,7 @@ func endName(err error) string {
 		return "closed (FIN)"
 	case isIdle(err):
 		return "idled out"
-	case errors.Is(err, ErrAborted):
+	case errors.Is(err, proxy.ErrAborted):
 		return "was closed at shutdown"
 	case isWriteErr(err):
 		return "could not be written to"
