@@ -14,6 +14,7 @@ import (
 	oteltrace "go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/ccproxy-dev/ccproxy/internal/verdict"
 	"github.com/ccproxy-dev/ccproxy/proxy"
 )
 
@@ -39,10 +40,13 @@ type LocalRoute struct {
 
 // Result is what the local side knows when one of its connections is over.
 type Result struct {
-	Route    LocalRoute
-	Client   net.Addr
-	Verdict  Verdict
-	Remote   bool // Verdict is the server's relay's; false: the local side named it (no tunnel, refused, lost)
+	Route   LocalRoute
+	Client  net.Addr
+	Verdict Verdict
+	Remote  bool // Verdict is the server's relay's; false: the tunnel could not carry the connection or learn its outcome
+	// Failure says why, when Remote is false: Verdict is then
+	// tunnel_unavailable and its detail opens with Failure's words.
+	Failure  verdict.TunnelFailure
 	TraceID  oteltrace.TraceID
 	Sent     int64 // local client to tunnel
 	Received int64 // tunnel to local client

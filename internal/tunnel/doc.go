@@ -78,11 +78,17 @@
 // The server's relay starts its own `ccproxy.connection` span as a child of
 // it (package watch honours a remote parent), so both share one trace id.
 // When the verdict arrives the local root span gets its failure mode,
-// detail and upstream, with `ccproxy.tunnel.verdict_source` = "remote";
-// when none can come (no tunnel, refused, tunnel lost) the local side names
-// the mode itself ("local"): upstream_dial_timeout or upstream_refused when
-// no tunnel is up, upstream_refused for a refused stream, upstream_reset
-// when the tunnel was lost before the verdict.
+// detail and upstream, with `ccproxy.tunnel.verdict_source` = "remote".
+// When none can come the tunnel says why (a verdict.TunnelFailure: tunnel
+// down, peer pin refused, server at its stream or connection limit, route
+// unknown to the server, server shutting down, stream header refused,
+// tunnel lost, verdict never came, local end stopped first) and
+// verdict.Decide names the mode: tunnel_unavailable, with
+// verdict_source "local", `ccproxy.tunnel.failure` set to the reason and a
+// detail that opens with it. The tunnel names no failure mode itself, so
+// upstream_* on the local side always is the in-cluster relay's verdict on
+// the real upstream. The root span is written by trace.EndConnection, as
+// the relay's is.
 //
 // # Liveness
 //

@@ -186,14 +186,28 @@ func pinned(pins []Fingerprint, peer string) func(tls.ConnectionState) error {
 	pins = slices.Clone(pins)
 	return func(cs tls.ConnectionState) error {
 		if len(cs.PeerCertificates) == 0 {
-			return fmt.Errorf("the %s presented no certificate", peer)
+			return &pinError{peer: peer}
 		}
 		fp := FingerprintOf(cs.PeerCertificates[0].Raw)
 		if slices.Contains(pins, fp) {
 			return nil
 		}
-		return fmt.Errorf("the %s's certificate fingerprint %s is not pinned", peer, fp)
+		return &pinError{peer: peer, fp: &fp}
 	}
+}
+
+// pinError is this side's pin check refusing the peer in the handshake;
+// crypto/tls and quic-go keep it in the error chain of a failed dial.
+type pinError struct {
+	peer string       // "server" or "client"
+	fp   *Fingerprint // nil: the peer presented no certificate
+}
+
+func (e *pinError) Error() string {
+	if e.fp == nil {
+		return fmt.Sprintf("the %s presented no certificate", e.peer)
+	}
+	return fmt.Sprintf("the %s's certificate fingerprint %s is not pinned", e.peer, *e.fp)
 }
 
 // serverTLS is the tunnel server's TLS: mutual, pinned, TLS 1.3 only.

@@ -13,7 +13,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	oteltrace "go.opentelemetry.io/otel/trace"
 
-	"github.com/ccproxy-dev/ccproxy/internal/failure"
+	"github.com/ccproxy-dev/ccproxy/internal/verdict"
 	"github.com/ccproxy-dev/ccproxy/proxy"
 	"github.com/ccproxy-dev/ccproxy/trace"
 )
@@ -53,9 +53,8 @@ func (cs *clientState) handle(ctx context.Context, r LocalRoute, tcp net.Conn) {
 		openSpan.SetStatus(codes.Error, err.Error())
 		openSpan.End()
 		resetConn(tcp)
-		res.Verdict = cs.noTunnelVerdict(err)
 		res.Ended = time.Now()
-		cs.finish(span, res)
+		cs.finish(span, res, cs.openFailure(ctx, err))
 		return
 	}
 	openSpan.SetAttributes(AttrStreamID.Int64(int64(st.StreamID())))
@@ -91,68 +90,153 @@ func (cs *clientState) handle(ctx context.Context, r LocalRoute, tcp net.Conn) {
 	streamSpan.SetAttributes(trace.BytesClientToUp.Int64(res.Sent), trace.BytesUpToClient.Int64(res.Received))
 	streamSpan.End(oteltrace.WithTimestamp(res.Ended))
 
-	res.Verdict, res.Remote = cs.await(ctx, sess, vch, p, r, res.TraceID)
-	cs.finish(span, res)
+	cs.finish(span, res, cs.await(ctx, sess, vch, p, r, res.TraceID))
 }
 
 // await returns the server's verdict for the connection p carried, or
-// names what the local side saw when none can come.
-func (cs *clientState) await(ctx context.Context, s *session, vch chan Verdict, p *pump, r LocalRoute, traceID oteltrace.TraceID) (Verdict, bool) {
-	if v, ok := refusal(p.remoteCode(), r); ok {
-		return v, false
+// says why none can come.
+func (cs *clientState) await(ctx context.Context, s *session, vch chan Verdict, p *pump, r LocalRoute, traceID oteltrace.TraceID) outcome {
+	if o, ok := cs.refusal(p.remoteCode(), r); ok {
+		return o
 	}
 	timeout := orDefault(cs.c.VerdictTimeout, DefaultVerdictTimeout)
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	select {
 	case v := <-vch:
-		return v, true
+		return cs.remote(v)
 	case <-s.qc.Context().Done():
 		select {
 		case v := <-vch:
-			return v, true
+			return cs.remote(v)
 		default:
 		}
 		cause := context.Cause(s.qc.Context())
-		return Verdict{Mode: failure.UpstreamReset, Detail: fmt.Sprintf(
-			"The tunnel connection to %s was lost (%s) before the in-cluster relay's verdict for this connection arrived.",
-			cs.c.Server, closeReason(cause))}, false
+		return tunnelFailure(verdict.TunnelLost,
+			"the tunnel connection to %s ended (%s) before the in-cluster relay's verdict for this connection arrived",
+			cs.c.Server, closeReason(cause))
 	case <-timer.C:
-		return Verdict{Mode: failure.UpstreamReset, Detail: fmt.Sprintf(
-			"The tunnel server %s sent no verdict within %s after the connection ended; its trace %s has the relay's view.",
-			cs.c.Server, timeout, traceID)}, false
+		return tunnelFailure(verdict.TunnelNoVerdict,
+			"the tunnel server %s sent no verdict within %s after the connection ended; its trace %s has the relay's view",
+			cs.c.Server, timeout, traceID)
 	case <-ctx.Done():
-		return Verdict{Mode: failure.UpstreamReset, Detail: fmt.Sprintf(
-			"ccproxy shut down before the tunnel server's verdict arrived; trace %s on the server has the relay's view.", traceID)}, false
+		return tunnelFailure(verdict.TunnelLocalStop,
+			"ccproxy shut down before the tunnel server %s sent its verdict; trace %s on the server has the relay's view",
+			cs.c.Server, traceID)
 	}
+}
+
+// outcome is what the local side learned of one connection: the server's
+// verdict, or why none came. finish hands it to verdict.Decide, which names
+// the mode; the tunnel names none itself.
+type outcome struct {
+	remote  *Verdict // the in-cluster relay's verdict, when it came
+	failure verdict.TunnelFailure
+	detail  string
+}
+
+// remote is the outcome of a connection whose verdict the server sent.
+func (cs *clientState) remote(v Verdict) outcome {
+	// The failure only counts should the verdict name no mode, which the
+	// wire format does not allow.
+	o := tunnelFailure(verdict.TunnelNoVerdict, "the tunnel server %s sent a verdict without a failure mode", cs.c.Server)
+	o.remote = &v
+	return o
+}
+
+// tunnelFailure is a connection the tunnel could not carry (or whose
+// outcome it could not learn): the detail opens with the failure's name,
+// so it reads e.g. "Server at its stream limit: the tunnel server ...".
+func tunnelFailure(f verdict.TunnelFailure, format string, args ...any) outcome {
+	return outcome{failure: f, detail: string(f) + ": " + fmt.Sprintf(format, args...) + "."}
 }
 
 // refusal names a stream the server refused before relaying it.
-func refusal(code quic.StreamErrorCode, r LocalRoute) (Verdict, bool) {
-	var d string
+func (cs *clientState) refusal(code quic.StreamErrorCode, r LocalRoute) (outcome, bool) {
 	switch code {
 	case codeUnknownRoute:
-		d = fmt.Sprintf("The tunnel server has no route %q: it relays only to the routes it is configured with.", r.Route)
+		return tunnelFailure(verdict.TunnelUnknownRoute,
+			"the tunnel server %s has no route %q: it relays only to its configured routes (its --upstream, named \"default\", and each --route)",
+			cs.c.Server, r.Route), true
 	case codeBusy:
-		d = "The tunnel server is at its connection limit and refused this connection."
+		return tunnelFailure(verdict.TunnelBusy,
+			"the tunnel server %s refused this connection's stream: its connection limit (its --max-connections) is reached",
+			cs.c.Server), true
 	case codeShutdown:
-		d = "The tunnel server is shutting down and refused this connection."
+		return tunnelFailure(verdict.TunnelShutdown,
+			"the tunnel server %s is shutting down and refused this connection", cs.c.Server), true
 	case codeBadHeader:
-		d = "The tunnel server refused this connection's stream header (see the server's log)."
-	default:
-		return Verdict{}, false
+		return tunnelFailure(verdict.TunnelBadHeader,
+			"the tunnel server %s refused this connection's stream header (see the server's log)", cs.c.Server), true
 	}
-	return Verdict{Mode: failure.UpstreamRefused, Detail: d}, true
+	return outcome{}, false
 }
 
-func (cs *clientState) noTunnelVerdict(err error) Verdict {
-	var nt *noTunnelError
-	if errors.As(err, &nt) && nt.last != nil && !isTimeout(nt.last) {
-		return Verdict{Mode: failure.UpstreamRefused, Detail: fmt.Sprintf(
-			"No tunnel to %s: %v.", cs.c.Server, nt.last)}
+// openFailure says why no stream could be opened for a connection: the
+// tunnel is down (and why: the last connection attempt's error), a
+// certificate pin was refused in the handshake, the server grants no more
+// streams, or this process is shutting down.
+func (cs *clientState) openFailure(ctx context.Context, err error) outcome {
+	if ctx.Err() != nil {
+		return tunnelFailure(verdict.TunnelLocalStop,
+			"ccproxy shut down before a tunnel stream to %s was open", cs.c.Server)
 	}
-	return Verdict{Mode: failure.UpstreamDialTimeout, Detail: fmt.Sprintf(
-		"No tunnel to %s within the dial timeout %s (%v).", cs.c.Server, cs.c.dialTimeout(), err)}
+	var nt *noTunnelError
+	if !errors.As(err, &nt) {
+		return tunnelFailure(verdict.TunnelDown, "no tunnel stream to %s: %v", cs.c.Server, err)
+	}
+	switch {
+	case nt.streamLimit:
+		return tunnelFailure(verdict.TunnelBusy,
+			"the tunnel server %s granted no new stream within %s: its per-client stream limit (its --max-streams) is reached",
+			cs.c.Server, nt.waited)
+	case nt.last == nil:
+		return tunnelFailure(verdict.TunnelDown,
+			"no connection to the tunnel server %s within %s: no answer to the first connection attempt yet", cs.c.Server, nt.waited)
+	}
+	var pe *pinError
+	if errors.As(nt.last, &pe) {
+		return tunnelFailure(verdict.TunnelPinRefused,
+			"%s; this side pins only its --peer-fingerprint (no tunnel to %s)", pe, cs.c.Server)
+	}
+	if alert, ok := refusedByPeer(nt.last); ok {
+		own := "this client's"
+		if len(cs.c.Cert.Certificate) > 0 {
+			own = "this client's (" + FingerprintOf(cs.c.Cert.Certificate[0]).String() + ")"
+		}
+		return tunnelFailure(verdict.TunnelPinRefused,
+			"the tunnel server %s refused %s certificate in the TLS handshake (%s): pin it on the server with --peer-fingerprint",
+			cs.c.Server, own, alert)
+	}
+	return tunnelFailure(verdict.TunnelDown,
+		"no connection to the tunnel server %s within %s; the last attempt failed: %v", cs.c.Server, nt.waited, nt.last)
+}
+
+// TLS alerts a pinning peer ends a handshake with when it refuses this
+// side's certificate (crypto/tls: a VerifyConnection error, or no
+// certificate where one is required).
+const (
+	alertBadCertificate      = 42
+	alertCertificateRequired = 116
+)
+
+// refusedByPeer reports a handshake the peer ended with an alert that
+// refuses this side's certificate, and names the alert. In TLS 1.3 the
+// peer's reason does not travel, only the alert: bad_certificate is what
+// a tunnel peer sends when its pin check fails (ccproxy's certificates
+// always parse), certificate_required when none was sent.
+func refusedByPeer(err error) (string, bool) {
+	var te *quic.TransportError
+	if !errors.As(err, &te) || !te.Remote || !te.ErrorCode.IsCryptoError() {
+		return "", false
+	}
+	switch alert := uint8(te.ErrorCode - 0x100); alert {
+	case alertBadCertificate:
+		return "TLS alert bad_certificate", true
+	case alertCertificateRequired:
+		return "TLS alert certificate_required", true
+	}
+	return "", false
 }
 
 // connError reports the errors that mean the whole connection ended, as
@@ -167,24 +251,26 @@ func connError(err error) bool {
 	return errors.As(err, &ae) || errors.As(err, &te) || errors.As(err, &it) || errors.As(err, &sr)
 }
 
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
-}
-
-func (cs *clientState) finish(span oteltrace.Span, res Result) {
-	v := res.Verdict
-	source := "local"
-	if res.Remote {
-		source = "remote"
+// finish decides the connection's verdict from what the tunnel learned,
+// writes the root span, logs the connection and reports it.
+func (cs *clientState) finish(span oteltrace.Span, res Result, o outcome) {
+	t := &verdict.Tunnel{Failure: o.failure, Detail: o.detail}
+	if o.remote != nil {
+		t.Remote = &verdict.Finding{Mode: o.remote.Mode, Detail: o.remote.Detail}
 	}
-	span.SetAttributes(
-		trace.FailureMode.String(string(v.Mode)),
-		trace.FailureDetail.String(v.Detail),
-		trace.BytesClientToUp.Int64(res.Sent),
-		trace.BytesUpToClient.Int64(res.Received),
-		AttrVerdictFrom.String(source),
-	)
+	f := verdict.Decide(verdict.Observed{Tunnel: t})
+	res.Verdict = Verdict{Mode: f.Mode, Detail: f.Detail}
+	source := "local"
+	if o.remote != nil && o.remote.Mode != "" {
+		res.Remote = true
+		res.Verdict.Upstream = o.remote.Upstream
+		source = "remote"
+	} else {
+		res.Failure = o.failure
+		span.SetAttributes(AttrTunnelFailure.String(string(o.failure)))
+	}
+	v := res.Verdict
+	span.SetAttributes(AttrVerdictFrom.String(source))
 	if v.Upstream != "" {
 		span.SetAttributes(trace.UpstreamAddress.String(v.Upstream))
 		if host, port, err := net.SplitHostPort(v.Upstream); err == nil {
@@ -192,16 +278,25 @@ func (cs *clientState) finish(span oteltrace.Span, res Result) {
 			span.SetAttributes(trace.ServerAddress.String(host), trace.ServerPort.Int(p))
 		}
 	}
-	if v.Mode != failure.OK {
-		span.SetStatus(codes.Error, string(v.Mode))
-	}
-	span.End(oteltrace.WithTimestamp(res.Ended))
-	cs.log.Info("connection",
+	trace.EndConnection(span, trace.Outcome{
+		Mode:             string(v.Mode),
+		Detail:           v.Detail,
+		ClientToUpstream: res.Sent,
+		UpstreamToClient: res.Received,
+		End:              res.Ended,
+	})
+	attrs := []any{
 		"client", addrString(res.Client), "route", displayRoute(res.Route.Route), "server", cs.c.Server, "upstream", v.Upstream,
 		"failure_mode", string(v.Mode), "detail", v.Detail, "verdict_source", source,
+	}
+	if res.Failure != "" {
+		attrs = append(attrs, "tunnel_failure", string(res.Failure))
+	}
+	attrs = append(attrs,
 		"bytes_in", res.Sent, "bytes_out", res.Received,
 		"duration", res.Ended.Sub(res.Accepted).Round(time.Millisecond).String(),
 		"trace_id", res.TraceID.String())
+	cs.log.Info("connection", attrs...)
 	if cs.c.OnResult != nil {
 		cs.c.OnResult(res)
 	}

@@ -21,6 +21,10 @@ const (
 	AttrRoute        = attribute.Key("ccproxy.tunnel.route")            // the route name asked for ("" is the default)
 	AttrStreamID     = attribute.Key("ccproxy.tunnel.stream_id")        // QUIC stream ID within the tunnel connection
 	AttrVerdictFrom  = attribute.Key("ccproxy.tunnel.verdict_source")   // local side: "remote" or "local"
+	// AttrTunnelFailure is set on the local side when the verdict is
+	// "local" (tunnel_unavailable): why the tunnel could not carry the
+	// connection, one of verdict.TunnelFailure's values (e.g. "tunnel down").
+	AttrTunnelFailure = attribute.Key("ccproxy.tunnel.failure")
 )
 
 // Route is one upstream the server relays to. The first route of a

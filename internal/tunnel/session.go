@@ -305,14 +305,22 @@ func (cs *clientState) abortAll() {
 type noTunnelError struct {
 	last   error // why the tunnel is down, if it is
 	waited time.Duration
+	// streamLimit: the tunnel is up, but the server granted no new stream
+	// (its per-client stream limit is reached); last is the open's error.
+	streamLimit bool
 }
 
 func (e *noTunnelError) Error() string {
+	if e.streamLimit {
+		return fmt.Sprintf("the server granted no new stream within %s (its per-client stream limit is reached): %v", e.waited, e.last)
+	}
 	if e.last != nil {
 		return fmt.Sprintf("no tunnel within %s: %v", e.waited, e.last)
 	}
 	return fmt.Sprintf("no tunnel stream within %s", e.waited)
 }
+
+func (e *noTunnelError) Unwrap() error { return e.last }
 
 // session waits for a usable session other than not.
 func (cs *clientState) session(ctx context.Context, not *session, start time.Time) (*session, error) {
@@ -353,7 +361,7 @@ func (cs *clientState) open(ctx context.Context) (*session, *quic.Stream, error)
 		if ctx.Err() != nil {
 			// The session is up but grants no stream: the server's
 			// per-client stream limit is reached.
-			return nil, nil, &noTunnelError{last: fmt.Errorf("the server granted no new stream (its per-client stream limit is reached): %w", err), waited: time.Since(start).Round(time.Millisecond)}
+			return nil, nil, &noTunnelError{last: err, waited: time.Since(start).Round(time.Millisecond), streamLimit: true}
 		}
 		failed = s // the connection died under us; wait for the next one
 	}

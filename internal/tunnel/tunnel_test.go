@@ -23,6 +23,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/ccproxy-dev/ccproxy/internal/failure"
+	"github.com/ccproxy-dev/ccproxy/internal/verdict"
 	"github.com/ccproxy-dev/ccproxy/internal/watch"
 	"github.com/ccproxy-dev/ccproxy/proxy"
 	"github.com/ccproxy-dev/ccproxy/trace"
@@ -351,8 +352,8 @@ func TestTunnelFailureModeReachesLocalSpan(t *testing.T) {
 			}
 
 			res := e.result()
-			if res.Verdict.Mode != tt.want || !res.Remote {
-				t.Fatalf("local result: %s from remote=%v (%s), want %s from the server", res.Verdict.Mode, res.Remote, res.Verdict.Detail, tt.want)
+			if res.Verdict.Mode != tt.want || !res.Remote || res.Failure != "" {
+				t.Fatalf("local result: %s from remote=%v (%s, tunnel failure %q), want %s from the server", res.Verdict.Mode, res.Remote, res.Verdict.Detail, res.Failure, tt.want)
 			}
 			e.local.Shutdown(t.Context())
 			e.remote.Shutdown(t.Context())
@@ -369,6 +370,12 @@ func TestTunnelFailureModeReachesLocalSpan(t *testing.T) {
 			}
 			if got := attr(root, string(trace.UpstreamAddress)); got != upstream {
 				t.Errorf("local span upstream %q, want %q", got, upstream)
+			}
+			if got := attr(root, string(AttrVerdictFrom)); got != "remote" {
+				t.Errorf("local span verdict source %q, want remote", got)
+			}
+			if _, ok := root.Attributes().Get(string(AttrTunnelFailure)); ok {
+				t.Errorf("local span has %s with the server's verdict", AttrTunnelFailure)
 			}
 			stream := findSpan(t, local, func(s ptrace.Span) bool {
 				return s.Name() == SpanTunnelStream && s.TraceID() == root.TraceID()
@@ -406,9 +413,7 @@ func TestTunnelRefusesUnpinnedPeers(t *testing.T) {
 			t.Error("an exchange through an unauthenticated tunnel succeeded")
 		}
 		res := e.result()
-		if res.Remote || res.Verdict.Mode != failure.UpstreamRefused {
-			t.Errorf("result %s remote=%v (%s), want a local upstream_refused", res.Verdict.Mode, res.Remote, res.Verdict.Detail)
-		}
+		wantUnavailable(t, res, verdict.TunnelPinRefused, "refused this client's ("+FingerprintOf(mallory.Certificate[0]).String()+") certificate", "bad_certificate")
 
 		// The refusal is the TLS handshake's: a bare QUIC client with the
 		// wrong key gets the connection closed with a TLS alert before the
@@ -447,9 +452,7 @@ func TestTunnelRefusesUnpinnedPeers(t *testing.T) {
 			t.Error("an exchange with an unpinned server succeeded")
 		}
 		res := e.result()
-		if res.Remote || res.Verdict.Mode != failure.UpstreamRefused || !strings.Contains(res.Verdict.Detail, "not pinned") {
-			t.Errorf("result %s remote=%v (%s), want a local upstream_refused naming the pin", res.Verdict.Mode, res.Remote, res.Verdict.Detail)
-		}
+		wantUnavailable(t, res, verdict.TunnelPinRefused, "the server's certificate fingerprint "+e.serverFP.String()+" is not pinned")
 		if n := e.relayed.Load() + accepted.Load(); n != 0 {
 			t.Errorf("%d streams or upstream connections, want none", n)
 		}
@@ -470,10 +473,7 @@ func TestTunnelDialsOnlyConfiguredRoutes(t *testing.T) {
 	if err := exchange(t, addrs[0], nil, 0); err == nil {
 		t.Error("exchange over an unknown route succeeded")
 	}
-	res := e.result()
-	if res.Remote || res.Verdict.Mode != failure.UpstreamRefused || !strings.Contains(res.Verdict.Detail, "no route") {
-		t.Errorf("unknown route: %s remote=%v (%s)", res.Verdict.Mode, res.Remote, res.Verdict.Detail)
-	}
+	wantUnavailable(t, e.result(), verdict.TunnelUnknownRoute, `has no route "secret"`)
 
 	// A client cannot even be configured with an address as its route.
 	c := &Client{Server: server, Routes: []LocalRoute{{Listen: "127.0.0.1:0", Route: secret}}, Cert: e.clientCert, Peers: []Fingerprint{e.serverFP}}
@@ -636,9 +636,7 @@ func TestTunnelServerDrainsOpenStreams(t *testing.T) {
 	if err := exchange(t, addrs[0], nil, 0); err == nil {
 		t.Error("exchange without a server succeeded")
 	}
-	if res := e.result(); res.Remote || (res.Verdict.Mode != failure.UpstreamDialTimeout && res.Verdict.Mode != failure.UpstreamRefused) {
-		t.Errorf("without a server: %s remote=%v (%s)", res.Verdict.Mode, res.Remote, res.Verdict.Detail)
-	}
+	wantUnavailable(t, e.result(), verdict.TunnelDown, "no connection to the tunnel server "+server)
 }
 
 func TestTunnelClientDrainTimeoutResetsStragglers(t *testing.T) {
@@ -667,6 +665,25 @@ func TestTunnelClientDrainTimeoutResetsStragglers(t *testing.T) {
 	}
 	if _, err := c.Read(b[:]); !errors.Is(err, syscall.ECONNRESET) {
 		t.Errorf("straggler read after the drain timeout: %v, want ECONNRESET", err)
+	}
+}
+
+// wantUnavailable checks a local verdict for a connection the tunnel could
+// not carry: tunnel_unavailable, named by the local side for the reason
+// want, with a detail that opens with the reason and says each of details.
+func wantUnavailable(t *testing.T, res Result, want verdict.TunnelFailure, details ...string) {
+	t.Helper()
+	if res.Verdict.Mode != failure.TunnelUnavailable || res.Remote || res.Failure != want {
+		t.Errorf("result %s remote=%v tunnel failure %q (%s), want a local tunnel_unavailable for %q",
+			res.Verdict.Mode, res.Remote, res.Failure, res.Verdict.Detail, want)
+	}
+	if !strings.HasPrefix(res.Verdict.Detail, verdict.Sentence(string(want))+": ") {
+		t.Errorf("detail %q does not open with %q", res.Verdict.Detail, want)
+	}
+	for _, d := range details {
+		if !strings.Contains(res.Verdict.Detail, d) {
+			t.Errorf("detail %q does not say %q", res.Verdict.Detail, d)
+		}
 	}
 }
 
