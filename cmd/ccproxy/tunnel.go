@@ -55,8 +55,8 @@ side the other's fingerprint with --peer-fingerprint.`,
 // QUIC liveness, tracing.
 func addTunnelCommonFlags(f *pflag.FlagSet, peer string) {
 	f.String("config", "", "YAML config file (default: ./ccproxy.yaml, then /etc/ccproxy/ccproxy.yaml)")
-	f.String("cert", "", "this side's certificate (PEM), from `ccproxy tunnel keygen`")
-	f.String("key", "", "this side's private key (PEM), from `ccproxy tunnel keygen`")
+	f.String("cert", "", "this side's certificate `FILE` (PEM), from \"ccproxy tunnel keygen\"")
+	f.String("key", "", "this side's private key `FILE` (PEM), from \"ccproxy tunnel keygen\"")
 	f.StringArray("peer-fingerprint", nil, "SHA-256 fingerprint of the "+peer+"'s certificate to accept (repeatable; 64 hex digits, colons allowed)")
 	f.Duration("tunnel-idle-timeout", tunnel.DefaultIdleTimeout, "close the QUIC connection after this long without a packet from the peer")
 	f.Duration("keepalive", tunnel.DefaultKeepAlive, "QUIC keep-alive period (below --tunnel-idle-timeout)")

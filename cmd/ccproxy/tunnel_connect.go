@@ -38,7 +38,7 @@ port reaches the Coordinator through the tunnel.`,
 		RunE:          runTunnelConnect,
 	}
 	f := cmd.Flags()
-	f.String("server", "", "the in-cluster `ccproxy tunnel serve`, host:port (UDP)")
+	f.String("server", "", "the in-cluster \"ccproxy tunnel serve\" as `HOST:PORT` (UDP)")
 	f.String("listen", "127.0.0.1:1313", "local TCP address to accept connections on")
 	f.String("route", "", "the server's route to carry --listen to (empty: its default route)")
 	f.StringArray("forward", nil, "LISTEN=ROUTE: carry another local address to a route of the server (repeatable)")
