@@ -276,6 +276,17 @@ func CheckCertificate(ctx context.Context, cert *x509.Certificate, opts Options)
 	return res
 }
 
+// CheckCertificateDER is CheckCertificate for a certificate as it came on
+// the wire (a relay sees TLS 1.2 certificates as DER): one that does not
+// parse is evidence_invalid, as it is for a client.
+func CheckCertificateDER(ctx context.Context, der []byte, opts Options) Result {
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return Result{Verdict: Rejected, Mode: failure.EvidenceInvalid, Detail: "The server certificate does not parse: " + err.Error()}
+	}
+	return CheckCertificate(ctx, cert, opts)
+}
+
 // verifySelfSigned runs the check Contrast's client runs on the certificate
 // (x509 verification with the certificate as its own root), at a time inside
 // its validity: the clock is judged separately.
