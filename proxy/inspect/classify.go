@@ -54,6 +54,9 @@ type Classifier struct {
 	upEnded    error
 	upEndAt    time.Time
 	lastAlert  *Alert
+
+	unanswered    string // the client's request the upstream ended the connection under
+	unansweredEnd error
 }
 
 // Dialed records the upstream dial's outcome.
@@ -150,6 +153,22 @@ func (c *Classifier) Ended(dir Direction, err error, at time.Time) {
 	}
 	if c.upEnded == nil {
 		c.upEnded, c.upEndAt = err, at
+	}
+}
+
+// Unanswered records that the upstream ended the connection (end: io.EOF
+// for a FIN or a TLS close_notify, else the error) while the client still
+// waited for the answer to its request (e.g. "GetManifests"). Only the
+// client knows that: a relay sees the request, the missing answer and a
+// close_notify only as protected records. ccproxy's probe, which is the
+// client of its own connection, tells it. After a finished handshake the
+// verdict is then upstream_reset.
+func (c *Classifier) Unanswered(request string, end error) {
+	if end == nil {
+		end = io.EOF
+	}
+	if c.unanswered == "" {
+		c.unanswered, c.unansweredEnd = request, end
 	}
 }
 
@@ -348,6 +367,9 @@ func (c *Classifier) afterServerHello() Verdict {
 	if errors.Is(c.upEnded, io.EOF) && isWriteErr(c.clientEnded) {
 		return Verdict{failure.UpstreamReset, "The upstream closed the connection while the client was still sending."}
 	}
+	if finished && c.unanswered != "" {
+		return Verdict{failure.UpstreamReset, fmt.Sprintf("The upstream ended the connection (%s) during %s, before it answered.", shortEndName(c.unansweredEnd), c.unanswered)}
+	}
 	if !finished {
 		// The client ended first: the upstream's end, if any, came after
 		// and is the relay passing the client's end on.
@@ -477,6 +499,15 @@ func endName(err error) string {
 		return "could not be written to"
 	}
 	return fmt.Sprintf("failed (%v)", err)
+}
+
+// shortEndName says how a connection ended, in a parenthesis: FIN, or the
+// error.
+func shortEndName(err error) string {
+	if errors.Is(err, io.EOF) {
+		return "FIN"
+	}
+	return err.Error()
 }
 
 func endVerb(err error) string {

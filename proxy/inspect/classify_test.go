@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ccproxy-dev/ccproxy/internal/failure"
 )
@@ -65,5 +67,50 @@ func TestDialVerdict(t *testing.T) {
 				t.Errorf("PlainVerdict() = %s, want %s", pv.Mode, tc.want)
 			}
 		})
+	}
+}
+
+// TestUnansweredRequest: a connection the upstream ended under the client's
+// request after a finished handshake is upstream_reset once the client (the
+// probe, the only one who can tell) says its request went unanswered; the
+// same bytes without that are an ordinary finished connection.
+func TestUnansweredRequest(t *testing.T) {
+	finished := func() *Classifier {
+		c := &Classifier{}
+		now := time.Now()
+		c.Dialed(nil)
+		c.Data(ClientToServer, 300, now)
+		c.Observe(Event{Dir: ClientToServer, Kind: KindClientHello, ClientHello: &ClientHello{}}, now)
+		c.Data(ServerToClient, 2000, now)
+		c.Observe(Event{Dir: ServerToClient, Kind: KindServerHello, ServerHello: &ServerHello{Version: 0x0304}}, now)
+		c.Observe(Event{Dir: ServerToClient, Kind: KindApplicationData, Record: RecordHeader{Type: 23, Length: 1500}}, now)
+		// The client's Finished, then its request.
+		c.Observe(Event{Dir: ClientToServer, Kind: KindApplicationData, Record: RecordHeader{Type: 23, Length: 53}}, now)
+		c.Observe(Event{Dir: ClientToServer, Kind: KindApplicationData, Record: RecordHeader{Type: 23, Length: 120}}, now)
+		c.Ended(ClientToServer, io.EOF, now.Add(time.Second))
+		return c
+	}
+	if v := finished().Verdict(); v.Mode != failure.OK {
+		t.Fatalf("without Unanswered: %s (%s), want ok", v.Mode, v.Detail)
+	}
+	for _, tc := range []struct {
+		end    error
+		detail string
+	}{
+		{io.EOF, "The upstream ended the connection (FIN) during GetManifests, before it answered."},
+		{syscall.ECONNRESET, "The upstream ended the connection (connection reset by peer) during GetManifests, before it answered."},
+	} {
+		c := finished()
+		c.Unanswered("GetManifests", tc.end)
+		if v := c.Verdict(); v.Mode != failure.UpstreamReset || v.Detail != tc.detail {
+			t.Errorf("Unanswered(%v): %s (%q), want %s (%q)", tc.end, v.Mode, v.Detail, failure.UpstreamReset, tc.detail)
+		}
+	}
+	// Before the handshake finished, the handshake's own verdict stands.
+	c := &Classifier{}
+	c.Dialed(nil)
+	c.Unanswered("GetManifests", io.EOF)
+	if v := c.Verdict(); v.Mode == failure.UpstreamReset {
+		t.Errorf("no handshake: %s", v.Mode)
 	}
 }
