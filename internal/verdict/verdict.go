@@ -50,7 +50,7 @@ type Observed struct {
 	// client rejected what it was shown or got an issuer error.
 	Probe *Finding
 	// State is the Coordinator's user-API state, when ccproxy asked
-	// (OwnHandshake only).
+	// (OwnHandshake only): coordinator_api_error when it gave none.
 	State *Finding
 }
 
@@ -101,8 +101,9 @@ func evidenceExplains(wire failure.Mode) bool {
 // sentence. The order, first match wins:
 //
 //  1. tunnel: the in-cluster relay's verdict, else tunnel_unavailable;
-//  2. ccproxy's own handshake (probe): failed evidence, then the wire, then
-//     the Coordinator's state;
+//  2. ccproxy's own handshake (probe): failed evidence, then a state the
+//     Coordinator answered (recovery mode, no manifest, its manifest), then
+//     the wire, then an API error;
 //  3. a relayed connection the client completed stays ok, whatever
 //     ccproxy's own reference values say (attest.verdict records that);
 //  4. a client rejection explained by failed evidence: the evidence mode
@@ -130,7 +131,13 @@ func decide(o Observed) Finding {
 		switch {
 		case o.Evidence.failed():
 			return *o.Evidence
-		case o.Wire.Mode != failure.OK && o.Wire.Mode != "":
+		case o.State.said() && o.State.Mode != failure.CoordinatorAPIError:
+			// The Coordinator answered with its state: that answer is what
+			// the CLI prints, whatever the connection did after it.
+			return *o.State
+		case o.Wire.failed():
+			// An API error may be only gRPC's word for a connection that
+			// broke under the call: the wire says how.
 			return o.Wire
 		case o.State.said():
 			return *o.State

@@ -32,7 +32,11 @@ func TestDecidePrecedence(t *testing.T) {
 		{"probe: the wire when evidence passed", Observed{OwnHandshake: true, Wire: Finding{Mode: failure.UpstreamReset}, Evidence: f(failure.OK, "")}, failure.UpstreamReset},
 		{"probe: the wire when there was no evidence", Observed{OwnHandshake: true, Wire: Finding{Mode: failure.LBClosedEarly}}, failure.LBClosedEarly},
 		{"probe: the state after a good handshake", Observed{OwnHandshake: true, Wire: ok, Evidence: f(failure.OK, ""), State: f(failure.CoordinatorRecoveryMode, "recover")}, failure.CoordinatorRecoveryMode},
-		{"probe: the wire breaks before the state", Observed{OwnHandshake: true, Wire: Finding{Mode: failure.UpstreamReset}, State: f(failure.CoordinatorAPIError, "unavailable")}, failure.UpstreamReset},
+		{"probe: the wire explains an API error", Observed{OwnHandshake: true, Wire: Finding{Mode: failure.UpstreamReset}, State: f(failure.CoordinatorAPIError, "unavailable")}, failure.UpstreamReset},
+		{"probe: an API error on an intact wire", Observed{OwnHandshake: true, Wire: ok, Evidence: f(failure.OK, ""), State: f(failure.CoordinatorAPIError, "Internal")}, failure.CoordinatorAPIError},
+		{"probe: an answered state before a wire that broke after it", Observed{OwnHandshake: true, Wire: Finding{Mode: failure.UpstreamReset}, State: f(failure.CoordinatorRecoveryMode, "recover")}, failure.CoordinatorRecoveryMode},
+		{"probe: an answered manifest before a wire that broke after it", Observed{OwnHandshake: true, Wire: Finding{Mode: failure.UpstreamReset}, State: f(failure.ManifestMismatch, "differs")}, failure.ManifestMismatch},
+		{"probe: evidence before an answered state", Observed{OwnHandshake: true, Wire: ok, Evidence: f(failure.TCBMismatch, ""), State: f(failure.OK, "")}, failure.TCBMismatch},
 		{"probe: all well", Observed{OwnHandshake: true, Wire: ok, Evidence: f(failure.OK, ""), State: f(failure.OK, "manifest equal")}, failure.OK},
 
 		// 3. A client that completed the handshake.
