@@ -2,20 +2,21 @@ package watch
 
 import (
 	"context"
-	"crypto/x509"
 
 	"github.com/ccproxy-dev/ccproxy/attest"
 )
 
 // AttestChecker checks TLS 1.2 certificates with package attest against
 // opts (reference values, roots); each check gets the connection's nonce.
+// attest decides every evidence mode, evidence_invalid for a certificate
+// that does not parse included.
 func AttestChecker(opts attest.Options) CertChecker {
-	return func(ctx context.Context, cert *x509.Certificate, nonce []byte) Evidence {
+	return func(ctx context.Context, der, nonce []byte) Evidence {
 		o := opts
 		if len(nonce) == 32 {
 			o.Nonce = nonce
 		}
-		return EvidenceFrom(attest.CheckCertificate(ctx, cert, o))
+		return EvidenceFrom(attest.CheckCertificateDER(ctx, der, o))
 	}
 }
 

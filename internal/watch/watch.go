@@ -1,9 +1,11 @@
 // Package watch connects the relay to everything that looks at a
 // connection: it feeds each direction's bytes to the TLS parsers, the
 // events to the classifier, a TLS 1.2 certificate to package attest, asks
-// the prober to refine a verdict the wire alone cannot decide, and writes
+// the prober to refine a verdict the wire alone cannot decide, has
+// internal/verdict name the connection from what they found, and writes
 // the connection's trace: one root span `ccproxy.connection` with the
-// contract's attributes and a child span per phase.
+// contract's attributes (through trace.EndConnection) and a child span per
+// phase. watch names no failure mode itself.
 //
 //	w := watch.New(watch.Config{Tracer: tp.Tracer(), IssuerDeadline: 10 * time.Second})
 //	p := &proxy.Proxy{Routes: routes, NewObserver: w.Observe}
@@ -22,8 +24,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -32,6 +32,7 @@ import (
 
 	"github.com/ccproxy-dev/ccproxy/internal/atls"
 	"github.com/ccproxy-dev/ccproxy/internal/failure"
+	"github.com/ccproxy-dev/ccproxy/internal/verdict"
 	"github.com/ccproxy-dev/ccproxy/proxy"
 	"github.com/ccproxy-dev/ccproxy/proxy/inspect"
 	"github.com/ccproxy-dev/ccproxy/trace"
@@ -55,8 +56,10 @@ type Evidence struct {
 }
 
 // CertChecker checks the evidence in a server certificate seen in the
-// clear (TLS 1.2), bound to the client's nonce.
-type CertChecker func(ctx context.Context, cert *x509.Certificate, nonce []byte) Evidence
+// clear (TLS 1.2), DER as it came on the wire, bound to the client's nonce.
+// It names the evidence's mode, also for bytes that are no certificate:
+// watch names none (AttestChecker leaves it to package attest).
+type CertChecker func(ctx context.Context, der, nonce []byte) Evidence
 
 // Refinement is what an active probe of the upstream found.
 type Refinement struct {
@@ -168,7 +171,7 @@ type conn struct {
 	stream    oteltrace.Span
 	hsSpan    oteltrace.Span
 	hsStart   time.Time
-	certCheck chan Evidence // TLS 1.2: the running evidence check
+	certCheck chan checked // TLS 1.2: the running evidence check
 	issuerObs bool
 
 	// chunkAt[dir] is when the chunk being parsed in dir passed the relay:
@@ -293,12 +296,13 @@ func (o *conn) helloAttrs(h *inspect.ClientHello) {
 }
 
 // startCertCheck checks a TLS 1.2 certificate in the background: evidence
-// verification takes milliseconds, and forwarding must not wait for it.
+// verification takes milliseconds, and forwarding must not wait for it. The
+// checker (package attest) judges the bytes as they came, a certificate
+// that does not parse included; without one the evidence stays unverified.
 func (o *conn) startCertCheck(ders [][]byte) {
-	o.certCheck = make(chan Evidence, 1)
-	cert, perr := x509.ParseCertificate(ders[0])
+	o.certCheck = make(chan checked, 1)
 	oids := []string{}
-	if perr == nil {
+	if cert, err := x509.ParseCertificate(ders[0]); err == nil {
 		for _, e := range cert.Extensions {
 			oids = append(oids, e.Id.String())
 		}
@@ -310,22 +314,25 @@ func (o *conn) startCertCheck(ders [][]byte) {
 	}
 	check := o.w.cfg.CheckCert
 	ctx := o.ctx
+	der := ders[0]
 	go func() {
 		start := time.Now()
 		_, span := o.w.tracer().Start(ctx, trace.SpanAttestVerify, oteltrace.WithTimestamp(start))
-		var ev Evidence
-		switch {
-		case perr != nil:
-			ev = Evidence{Verdict: "rejected", Mode: failure.EvidenceInvalid, Detail: "The server certificate does not parse: " + perr.Error()}
-		case check == nil:
-			ev = Evidence{Verdict: "unverified"}
-		default:
-			ev = check(ctx, cert, nonce)
+		ev := Evidence{Verdict: "unverified"}
+		if check != nil {
+			ev = check(ctx, der, nonce)
 		}
 		evidenceAttrs(span, ev)
-		span.End()
-		o.certCheck <- ev
+		end := time.Now()
+		span.End(oteltrace.WithTimestamp(end))
+		o.certCheck <- checked{ev: ev, end: end}
 	}()
+}
+
+// checked is a finished evidence check and when its span ended.
+type checked struct {
+	ev  Evidence
+	end time.Time
 }
 
 func (o *conn) Ended(dir proxy.Direction, err error, at time.Time) {
@@ -341,47 +348,47 @@ func (o *conn) Ended(dir proxy.Direction, err error, at time.Time) {
 
 func (o *conn) Closed(s proxy.Stats) {
 	o.mu.Lock()
-	v := o.cls.Verdict()
+	wire := o.cls.Verdict()
 	if !o.info.Route.Inspect {
-		v = o.cls.PlainVerdict(s.ClientToUpstream, s.UpstreamToClient)
+		wire = o.cls.PlainVerdict(s.ClientToUpstream, s.UpstreamToClient)
 	}
 	facts := o.cls.Facts()
 	certCheck := o.certCheck
 	o.mu.Unlock()
 
 	// The connection is over: the evidence check and any probe may now take
-	// their time without holding up a byte.
-	var ev *Evidence
+	// their time without holding up a byte. Each says what it found;
+	// verdict.Decide alone says which finding names the connection.
+	//
+	// The root span ends when the connection's story does: at the close,
+	// or later, when an evidence check or a probe that ran on after it
+	// ended, so it encloses its children in every waterfall.
+	end := s.Closed
+	obs := verdict.Observed{Wire: verdict.Finding{Mode: wire.Mode, Detail: wire.Detail}}
+	var ev *Evidence // what goes on the root span's attest.* attributes
 	if certCheck != nil {
-		e := <-certCheck
-		ev = &e
-		// The client's own rejection is the fact; the evidence check says
-		// why. A client that accepted stays ok even if ccproxy's reference
-		// values disagree (attest.verdict says so).
-		if e.Mode != "" && e.Mode != failure.OK && (v.Mode == failure.ClientRejectedCertificate || v.Mode == failure.TLSAlert) {
-			v = inspect.Verdict{Mode: e.Mode, Detail: e.Detail}
+		c := <-certCheck
+		ev = &c.ev
+		obs.Evidence = &verdict.Finding{Mode: c.ev.Mode, Detail: c.ev.Detail}
+		if c.end.After(end) {
+			end = c.end
 		}
 	}
-	if o.w.cfg.Refine != nil && ev == nil && needsProbe(v.Mode) {
-		if r, ok := o.w.cfg.Refine(o.ctx, o.info.Route.Upstream, v, facts.Hello); ok {
-			o.probeSpan(r)
-			if r.Mode != "" {
-				v = inspect.Verdict{Mode: r.Mode, Detail: r.Detail}
+	if o.w.cfg.Refine != nil && certCheck == nil && verdict.NeedsProbe(wire.Mode) {
+		if r, ok := o.w.cfg.Refine(o.ctx, o.info.Route.Upstream, wire, facts.Hello); ok {
+			if probeEnd := o.probeSpan(r); probeEnd.After(end) {
+				end = probeEnd
 			}
+			obs.Probe = &verdict.Finding{Mode: r.Mode, Detail: r.Detail}
 			ev = r.Evidence
 		}
 	}
-	if ev != nil {
-		evidenceAttrs(o.span, *ev)
-	}
+	v := verdict.Decide(obs)
 
 	span := o.span
-	span.SetAttributes(
-		trace.FailureMode.String(string(v.Mode)),
-		trace.FailureDetail.String(sentence(v.Detail)),
-		trace.BytesClientToUp.Int64(s.ClientToUpstream),
-		trace.BytesUpToClient.Int64(s.UpstreamToClient),
-	)
+	if ev != nil {
+		evidenceAttrs(span, *ev)
+	}
 	if facts.Version != 0 {
 		span.SetAttributes(trace.TLSProtocolVersion.String(inspect.VersionName(facts.Version)))
 	}
@@ -390,9 +397,6 @@ func (o *conn) Closed(s proxy.Stats) {
 	}
 	if facts.Alert != nil {
 		span.SetAttributes(trace.TLSAlertDescription.Int(int(facts.Alert.Description)))
-	}
-	if v.Mode != failure.OK {
-		span.SetStatus(codes.Error, string(v.Mode))
 	}
 	if o.hsSpan != nil {
 		o.hsSpan.SetAttributes(trace.FailureMode.String(string(v.Mode)))
@@ -405,37 +409,34 @@ func (o *conn) Closed(s proxy.Stats) {
 		o.stream.SetAttributes(trace.BytesClientToUp.Int64(s.ClientToUpstream), trace.BytesUpToClient.Int64(s.UpstreamToClient))
 		o.stream.End(oteltrace.WithTimestamp(s.Closed))
 	}
-	span.End(oteltrace.WithTimestamp(s.Closed))
+	trace.EndConnection(span, trace.Outcome{
+		Mode:             string(v.Mode),
+		Detail:           v.Detail,
+		ClientToUpstream: s.ClientToUpstream,
+		UpstreamToClient: s.UpstreamToClient,
+		End:              end,
+	})
 
 	if o.w.cfg.Metrics != nil {
 		o.w.cfg.Metrics.ConnClosed(o.info.Route.Upstream, v.Mode, s.ClientToUpstream, s.UpstreamToClient)
 	}
 	o.w.cfg.Logger.Info("connection",
 		"client", addrString(o.info.Client), "upstream", o.info.Route.Upstream,
-		"failure_mode", string(v.Mode), "detail", sentence(v.Detail),
+		"failure_mode", string(v.Mode), "detail", v.Detail,
 		"bytes_in", s.ClientToUpstream, "bytes_out", s.UpstreamToClient,
 		"duration", s.Closed.Sub(o.info.Accepted).Round(time.Millisecond).String())
 	if o.w.cfg.OnVerdict != nil {
-		o.w.cfg.OnVerdict(o.info, inspect.Verdict{Mode: v.Mode, Detail: sentence(v.Detail)})
+		o.w.cfg.OnVerdict(o.info, inspect.Verdict{Mode: v.Mode, Detail: v.Detail})
 	}
 }
 
-// sentence makes a detail from any source (classifier, attest, probe) read
-// as the contract's "one human sentence": capitalized.
-func sentence(s string) string {
-	r, n := utf8.DecodeRuneInString(s)
-	if n == 0 || unicode.IsUpper(r) {
-		return s
+// probeSpan records the relay's probe as a child span and returns when it
+// ended.
+func (o *conn) probeSpan(r Refinement) time.Time {
+	end := r.End
+	if end.IsZero() {
+		end = time.Now()
 	}
-	return string(unicode.ToUpper(r)) + s[n:]
-}
-
-// needsProbe reports the wire verdicts an active probe can make exact.
-func needsProbe(m failure.Mode) bool {
-	return m == failure.ClientRejectedCertificate || m == failure.IssuerError
-}
-
-func (o *conn) probeSpan(r Refinement) {
 	_, span := o.w.tracer().Start(o.ctx, trace.SpanProbe, oteltrace.WithTimestamp(r.Start), oteltrace.WithSpanKind(oteltrace.SpanKindClient))
 	span.SetAttributes(r.Attrs...)
 	if r.Mode != "" {
@@ -448,7 +449,8 @@ func (o *conn) probeSpan(r Refinement) {
 		span.RecordError(r.Err)
 		span.SetStatus(codes.Error, r.Err.Error())
 	}
-	span.End(oteltrace.WithTimestamp(r.End))
+	span.End(oteltrace.WithTimestamp(end))
+	return end
 }
 
 func evidenceAttrs(span oteltrace.Span, ev Evidence) {
