@@ -12,6 +12,7 @@ import (
 	"github.com/ccproxy-dev/ccproxy/attest"
 	"github.com/ccproxy-dev/ccproxy/internal/atls"
 	"github.com/ccproxy-dev/ccproxy/internal/failure"
+	"github.com/ccproxy-dev/ccproxy/internal/verdict"
 	"github.com/ccproxy-dev/ccproxy/proxy/inspect"
 )
 
@@ -121,12 +122,12 @@ func (p *prober) attempt(ctx context.Context, style atls.NonceStyle, sni string)
 	if hsErr != nil {
 		tc.Close()
 		a.Error = hsErr.Error()
-		if ev != nil && ev.Mode != failure.OK {
-			a.Mode, a.Detail = ev.Mode, ev.Detail
-			return a, nil
-		}
 		v := w.verdict()
-		a.Mode, a.Detail = v.Mode, sentence(v.Detail)+" The probe's TLS client: "+hsErr.Error()+"."
+		a.decide(verdict.Observed{
+			OwnHandshake: true,
+			Wire:         verdict.Finding{Mode: v.Mode, Detail: sentence(v.Detail) + " The probe's TLS client: " + hsErr.Error() + "."},
+			Evidence:     evidenceFinding(ev),
+		})
 		return a, nil
 	}
 	state := tc.ConnectionState()
@@ -135,7 +136,14 @@ func (p *prober) attempt(ctx context.Context, style atls.NonceStyle, sni string)
 	attested := handshakeSummary(a, ev)
 	if !p.api {
 		tc.Close()
-		a.Mode, a.Detail = failure.OK, attested+"."
+		// The probe's own TLS client finished the handshake, which is all
+		// a handshake-only probe asks: what the peer does after it is no
+		// part of the answer.
+		a.decide(verdict.Observed{
+			OwnHandshake: true,
+			Wire:         verdict.Finding{Mode: failure.OK, Detail: attested + "."},
+			Evidence:     evidenceFinding(ev),
+		})
 		return a, nil
 	}
 
@@ -157,8 +165,40 @@ func (p *prober) attempt(ctx context.Context, style atls.NonceStyle, sni string)
 			}
 		}
 	}
-	a.Mode, a.Detail = judgeState(st, apiErr, broke, p.cfg.manifest(), w.verdict, attested)
+	if unanswered(apiErr, broke) {
+		// Only the probe knows its call went unanswered; the classifier
+		// names what that means on the wire.
+		w.unanswered("GetManifests", broke)
+	}
+	a.decide(apiObserved(w.verdict(), evidenceFinding(ev), judgeState(st, apiErr, broke, p.cfg.manifest(), attested), apiErr))
 	return a, nil
+}
+
+// decide sets the attempt's mode and detail: verdict.Decide names them
+// from what the attempt observed.
+func (a *Attempt) decide(o verdict.Observed) {
+	f := verdict.Decide(o)
+	a.Mode, a.Detail = f.Mode, f.Detail
+}
+
+// evidenceFinding is attest's verdict on the Coordinator's certificate, nil
+// when none came.
+func evidenceFinding(ev *attest.Result) *verdict.Finding {
+	if ev == nil {
+		return nil
+	}
+	return &verdict.Finding{Mode: ev.Mode, Detail: ev.Detail}
+}
+
+// apiObserved is what an attempt whose handshake finished observed: the
+// wire (after the user API call; a failed call is added to a failed wire's
+// detail), the evidence and the Coordinator's state.
+func apiObserved(wire inspect.Verdict, ev *verdict.Finding, state verdict.Finding, apiErr error) verdict.Observed {
+	w := verdict.Finding{Mode: wire.Mode, Detail: wire.Detail}
+	if apiErr != nil && wire.Mode != failure.OK {
+		w.Detail = sentence(wire.Detail) + " The user API call failed: " + apiErr.Error() + "."
+	}
+	return verdict.Observed{OwnHandshake: true, Wire: w, Evidence: ev, State: &state}
 }
 
 // check runs attest on the Coordinator's certificate, bound to nonce.
@@ -250,12 +290,12 @@ func platformName(p string) string {
 // that handshake that binds its SNI nonce shows an older Coordinator: then
 // decided is true and v is coordinator_version_mismatch. Evidence that binds
 // no nonce of the probe's is replayed or mis-issued, whatever else the
-// Coordinator does like an old one: decided is true and v is
-// report_data_mismatch. Otherwise (no evidence, or evidence that failed
-// before its report data could be trusted) decided is false and v.Detail is
-// a sentence to append to the first attempt's verdict. second is nil when no
-// second probe was warranted.
-func (p *prober) versionCheck(ctx context.Context, first *Attempt) (second *Attempt, v inspect.Verdict, decided bool, err error) {
+// Coordinator does like an old one: decided is true and v is attest's
+// verdict on that binding (report_data_mismatch). Otherwise (no evidence,
+// or evidence that failed before its report data could be trusted) decided
+// is false and v.Detail is a sentence to append to the first attempt's
+// verdict. second is nil when no second probe was warranted.
+func (p *prober) versionCheck(ctx context.Context, first *Attempt) (second *Attempt, v verdict.Finding, decided bool, err error) {
 	if !oldCoordinatorSymptom(first) {
 		return nil, v, false, nil
 	}
@@ -264,14 +304,14 @@ func (p *prober) versionCheck(ctx context.Context, first *Attempt) (second *Atte
 		return nil, v, false, err
 	}
 	if second.Evidence == nil {
-		return second, inspect.Verdict{Mode: first.Mode, Detail: fmt.Sprintf(
+		return second, verdict.Finding{Mode: first.Mode, Detail: fmt.Sprintf(
 			"Retrying with the nonce in the SNI, as older CLIs send it, failed too (%s), so the Coordinator is not merely older than the CLI.", second.Mode)}, false, nil
 	}
 	how := fmt.Sprintf("answered a ClientHello carrying the nonce in the ALPN entry (SNI %q) with a plaintext internal_error alert", first.ServerName)
 	if first.Mode == failure.ReportDataMismatch {
 		how = "sent evidence not bound to the nonce in the ALPN entry of a ClientHello without SNI"
 	}
-	b, why := p.binding(ctx, second)
+	b, retry, why := p.binding(ctx, second)
 	switch b {
 	case bound:
 		if first.Mode == failure.ReportDataMismatch {
@@ -281,14 +321,16 @@ func (p *prober) versionCheck(ctx context.Context, first *Attempt) (second *Atte
 		if second.Mode != failure.OK {
 			detail += fmt.Sprintf(" With the nonce in the SNI the probe then found %s: %s", second.Mode, second.Detail)
 		}
-		return second, inspect.Verdict{Mode: failure.CoordinatorVersionMismatch, Detail: detail}, true, nil
+		return second, verdict.Finding{Mode: failure.CoordinatorVersionMismatch, Detail: detail}, true, nil
 	case unbound:
 		detail := fmt.Sprintf("The Coordinator %s, as one that reads the nonce only from the SNI does, but the evidence it then sent for the nonce in the SNI is not bound to that nonce either: %s. "+
 			"An older Coordinator binds the SNI nonce; evidence bound to no nonce the client sent is replayed or mis-issued, so this Coordinator is not merely older. Do not trust it until its issuer is fixed.",
 			how, sentence(why))
-		return second, inspect.Verdict{Mode: failure.ReportDataMismatch, Detail: detail}, true, nil
+		// attest named the binding's failure; the detail says what it means
+		// for the version question.
+		return second, verdict.Finding{Mode: retry.Mode, Detail: detail}, true, nil
 	}
-	return second, inspect.Verdict{Mode: first.Mode, Detail: fmt.Sprintf(
+	return second, verdict.Finding{Mode: first.Mode, Detail: fmt.Sprintf(
 		"Retrying with the nonce in the SNI got a certificate whose evidence failed before its report data could be trusted (%s), so the probe cannot tell an older Coordinator from one that replays evidence.", why)}, false, nil
 }
 
@@ -307,20 +349,21 @@ const (
 // SHA-512(SPKI of the certificate key || nonce), in evidence whose
 // signature and chain verify. Reference values and policy hashes play no
 // part, and a certificate outside its validity is judged at the
-// Coordinator's clock, so nothing else can hide the answer. why describes an
-// unbound or unknown result.
-func (p *prober) binding(ctx context.Context, a *Attempt) (b nonceBinding, why string) {
+// Coordinator's clock, so nothing else can hide the answer. check is that
+// check's result (attest's report_data_mismatch for unbound evidence); why
+// describes an unbound or unknown result.
+func (p *prober) binding(ctx context.Context, a *Attempt) (b nonceBinding, check attest.Result, why string) {
 	ev := a.Evidence
 	if ev == nil || a.cert == nil {
-		return bindingUnknown, "no evidence"
+		return bindingUnknown, check, "no evidence"
 	}
 	if ev.Mode == failure.OK {
 		// The full check, report data included, passed.
-		return bound, ""
+		return bound, *ev, ""
 	}
 	nonce, err := hex.DecodeString(a.Nonce)
 	if err != nil {
-		return bindingUnknown, err.Error()
+		return bindingUnknown, check, err.Error()
 	}
 	opts := p.cfg.Attest
 	opts.Reference, opts.PolicyHashes = nil, nil
@@ -332,11 +375,11 @@ func (p *prober) binding(ctx context.Context, a *Attempt) (b nonceBinding, why s
 	r := attest.CheckCertificate(ctx, a.cert, opts)
 	switch r.Mode {
 	case failure.OK:
-		return bound, ""
+		return bound, r, ""
 	case failure.ReportDataMismatch:
-		return unbound, r.Detail
+		return unbound, r, r.Detail
 	}
-	return bindingUnknown, fmt.Sprintf("%s: %s", r.Mode, r.Detail)
+	return bindingUnknown, r, fmt.Sprintf("%s: %s", r.Mode, r.Detail)
 }
 
 // oldCoordinatorSymptom reports whether an ALPN-style attempt failed the way

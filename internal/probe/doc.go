@@ -21,6 +21,8 @@
 // Only what neither of them can see is decided here: the Coordinator's state
 // from the user API, the comparison with the local manifest.json, and
 // coordinator_version_mismatch, which needs two handshakes to tell apart.
+// Which of these findings names an attempt is verdict.Decide's to say
+// (docs/verdict.md), as it is for a relayed connection.
 //
 // A Refiner lets the relay ask the same questions after the fact: when a
 // client rejected the Coordinator's certificate under TLS 1.3 (which hides

@@ -219,9 +219,12 @@ func TestRelayRefinesWithProbe(t *testing.T) {
 				t.Fatalf("%d probe spans, want 1", len(ct.probes))
 			}
 			ps := ct.probes[0]
-			if ps.EndTimestamp() <= ps.StartTimestamp() || ps.StartTimestamp() < ct.root.StartTimestamp() {
+			if ps.EndTimestamp() <= ps.StartTimestamp() || ps.StartTimestamp() < ct.root.StartTimestamp() || ps.EndTimestamp() > ct.root.EndTimestamp() {
 				t.Errorf("probe span %v..%v in connection %v..%v", ps.StartTimestamp(), ps.EndTimestamp(), ct.root.StartTimestamp(), ct.root.EndTimestamp())
 			}
+			// The probe runs after the connection closed; the root span
+			// still encloses it and every other child.
+			ct.checkNested(t)
 			p := ps.Attributes()
 			if got := attr(p, string(probe.AttrTrigger)); got != string(tc.wire) {
 				t.Errorf("probe trigger %q, want %q", got, tc.wire)
@@ -342,6 +345,7 @@ func TestRelayTLS12Passive(t *testing.T) {
 				if len(x.probes) != 0 {
 					t.Fatalf("a probe ran, but TLS 1.2 shows the certificate")
 				}
+				x.checkNested(t)
 				if attr(x.root.Attributes(), string(trace.FailureMode)) == string(tc.want) &&
 					attr(x.root.Attributes(), string(trace.TLSProtocolVersion)) != "1.2" {
 					t.Errorf("TLS version %q, want 1.2", attr(x.root.Attributes(), string(trace.TLSProtocolVersion)))

@@ -185,10 +185,11 @@ func (r *relay) spans() []ptrace.Span {
 	return out
 }
 
-// connectionTrace is one connection's root span and its probe child spans.
+// connectionTrace is one connection's root span and its child spans.
 type connectionTrace struct {
-	root   ptrace.Span
-	probes []ptrace.Span
+	root     ptrace.Span
+	probes   []ptrace.Span
+	children []ptrace.Span // all of them, the probes included
 }
 
 // traces groups the spans by connection, in the order the roots ended.
@@ -202,13 +203,28 @@ func (r *relay) traces() []connectionTrace {
 		}
 		ct := connectionTrace{root: s}
 		for _, c := range spans {
-			if c.Name() == trace.SpanProbe && c.TraceID() == s.TraceID() && c.ParentSpanID() == s.SpanID() {
+			if c.TraceID() != s.TraceID() || c.ParentSpanID() != s.SpanID() {
+				continue
+			}
+			ct.children = append(ct.children, c)
+			if c.Name() == trace.SpanProbe {
 				ct.probes = append(ct.probes, c)
 			}
 		}
 		out = append(out, ct)
 	}
 	return out
+}
+
+// checkNested fails t unless the root span encloses every child span, as
+// a waterfall (Jaeger, the HTML view) draws it.
+func (ct connectionTrace) checkNested(t *testing.T) {
+	t.Helper()
+	for _, c := range ct.children {
+		if c.StartTimestamp() < ct.root.StartTimestamp() || c.EndTimestamp() > ct.root.EndTimestamp() {
+			t.Errorf("%s span %v..%v is not inside its connection %v..%v", c.Name(), c.StartTimestamp(), c.EndTimestamp(), ct.root.StartTimestamp(), ct.root.EndTimestamp())
+		}
+	}
 }
 
 func attr(m pcommon.Map, k string) string {

@@ -87,26 +87,14 @@ func NewRefiner(cfg RefinerConfig) *Refiner {
 	return r
 }
 
-// trigger is the wire verdict a probe refines.
-type trigger int
-
-const (
-	triggerRejected    trigger = iota // client_rejected_certificate: find the evidence reason
-	triggerIssuerError                // issuer_error from an ALPN-nonce hello: old Coordinator?
-)
-
-func (t trigger) mode() failure.Mode {
-	if t == triggerIssuerError {
-		return failure.IssuerError
-	}
-	return failure.ClientRejectedCertificate
-}
-
 // question is what one probe asks, and so the cache key: the upstream and
 // the client's hello as far as the upstream's answer can depend on it.
 type question struct {
-	upstream   string
-	trigger    trigger
+	upstream string
+	// trigger is the wire verdict the probe refines, as the classifier
+	// named it: client_rejected_certificate (find the evidence reason) or
+	// issuer_error from an ALPN-nonce hello (an older Coordinator?).
+	trigger    failure.Mode
 	style      atls.NonceStyle
 	sni        string
 	maxVersion uint16
@@ -146,8 +134,9 @@ func (r *Refiner) Refine(ctx context.Context, upstream string, wire inspect.Verd
 	if !ok {
 		return watch.Refinement{}, false
 	}
+	asked := r.now()
 	ans, reused, age := r.answer(ctx, q)
-	return r.refinement(q, wire, ans, reused, age), true
+	return r.refinement(q, wire, ans, reused, age, asked), true
 }
 
 func makeQuestion(upstream string, wire inspect.Verdict, hello *inspect.ClientHello) (question, bool) {
@@ -161,7 +150,7 @@ func makeQuestion(upstream string, wire inspect.Verdict, hello *inspect.ClientHe
 	_, source, err := atls.NonceFromHello(hello.ServerName, hello.ALPN)
 	switch wire.Mode {
 	case failure.ClientRejectedCertificate:
-		q.trigger = triggerRejected
+		q.trigger = wire.Mode
 		if source == atls.SourceSNI {
 			// The SNI was the client's nonce; the probe sends its own.
 			q.style, q.sni = atls.NonceSNI, ""
@@ -170,7 +159,7 @@ func makeQuestion(upstream string, wire inspect.Verdict, hello *inspect.ClientHe
 		if source != atls.SourceALPN || err != nil || isSNINonce(hello.ServerName) {
 			return question{}, false
 		}
-		q.trigger = triggerIssuerError
+		q.trigger = wire.Mode
 	default:
 		return question{}, false
 	}
@@ -266,7 +255,7 @@ func (r *Refiner) probe(ctx context.Context, q question) (ans answer) {
 		// coordinator_version_mismatch, or report_data_mismatch for a
 		// Coordinator that only looks old (see versionCheck).
 		ans.mode, ans.detail, ans.evidence = v.Mode, v.Detail, second.Evidence
-	case q.trigger == triggerIssuerError:
+	case q.trigger == failure.IssuerError:
 		// Still the Coordinator's internal_error, or something else now.
 		ans.keepWire = true
 		switch {
@@ -317,14 +306,20 @@ func acceptedNote(ev *attest.Result) string {
 		platformName(ev.Platform))
 }
 
-// refinement turns an answer into what the relay records.
-func (r *Refiner) refinement(q question, wire inspect.Verdict, ans answer, reused bool, age time.Duration) watch.Refinement {
+// refinement turns an answer into what the relay records. asked is when
+// this connection asked: a probe in flight that it joined started earlier,
+// for another connection, and is part of this connection's time line only
+// from then on.
+func (r *Refiner) refinement(q question, wire inspect.Verdict, ans answer, reused bool, age time.Duration, asked time.Time) watch.Refinement {
 	ref := watch.Refinement{Start: ans.start, End: ans.end, Err: ans.err}
-	if ref.Start.IsZero() || age > 0 {
+	switch {
+	case ref.Start.IsZero() || age > 0:
 		// A result from before this connection: its probe is not part of
 		// this connection's time line.
 		now := r.now()
 		ref.Start, ref.End = now, now
+	case reused && ref.Start.Before(asked):
+		ref.Start = asked
 	}
 	if ans.keepWire {
 		ref.Mode, ref.Detail = wire.Mode, wire.Detail
@@ -339,7 +334,7 @@ func (r *Refiner) refinement(q question, wire inspect.Verdict, ans answer, reuse
 		ref.Evidence = &ev
 	}
 	ref.Attrs = []attribute.KeyValue{
-		AttrTrigger.String(string(q.trigger.mode())),
+		AttrTrigger.String(string(q.trigger)),
 		AttrAttempts.Int(len(ans.attempts)),
 		AttrCached.Bool(reused),
 	}

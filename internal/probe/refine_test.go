@@ -35,23 +35,23 @@ func TestMakeQuestion(t *testing.T) {
 	}{
 		{
 			name: "rejected, ALPN nonce", wire: rejected, hello: hello("localhost", alpn),
-			want: &question{upstream: "c:1313", trigger: triggerRejected, style: atls.NonceALPN, sni: "localhost", maxVersion: tls.VersionTLS13},
+			want: &question{upstream: "c:1313", trigger: failure.ClientRejectedCertificate, style: atls.NonceALPN, sni: "localhost", maxVersion: tls.VersionTLS13},
 		},
 		{
 			name: "rejected, SNI nonce", wire: rejected, hello: hello(atls.SNIEntry(nonce), []string{"h2"}),
-			want: &question{upstream: "c:1313", trigger: triggerRejected, style: atls.NonceSNI, maxVersion: tls.VersionTLS13},
+			want: &question{upstream: "c:1313", trigger: failure.ClientRejectedCertificate, style: atls.NonceSNI, maxVersion: tls.VersionTLS13},
 		},
 		{
 			name: "rejected, TLS 1.2 client", wire: rejected, hello: hello("", alpn, tls.VersionTLS12),
-			want: &question{upstream: "c:1313", trigger: triggerRejected, style: atls.NonceALPN, maxVersion: tls.VersionTLS12},
+			want: &question{upstream: "c:1313", trigger: failure.ClientRejectedCertificate, style: atls.NonceALPN, maxVersion: tls.VersionTLS12},
 		},
 		{
 			name: "internal_error, ALPN nonce, SNI localhost", wire: issuer, hello: hello("localhost", alpn),
-			want: &question{upstream: "c:1313", trigger: triggerIssuerError, style: atls.NonceALPN, sni: "localhost", maxVersion: tls.VersionTLS13},
+			want: &question{upstream: "c:1313", trigger: failure.IssuerError, style: atls.NonceALPN, sni: "localhost", maxVersion: tls.VersionTLS13},
 		},
 		{
 			name: "internal_error, ALPN nonce, no SNI", wire: issuer, hello: hello("", alpn),
-			want: &question{upstream: "c:1313", trigger: triggerIssuerError, style: atls.NonceALPN, maxVersion: tls.VersionTLS13},
+			want: &question{upstream: "c:1313", trigger: failure.IssuerError, style: atls.NonceALPN, maxVersion: tls.VersionTLS13},
 		},
 		// An old Coordinator could read these SNIs: not its symptom.
 		{name: "internal_error, SNI is a nonce too", wire: issuer, hello: hello(atls.SNIEntry(nonce), alpn)},
@@ -230,12 +230,29 @@ func TestRefinerWaiterCancelled(t *testing.T) {
 func TestRefinementKeepsWireVerdictWithNote(t *testing.T) {
 	r := NewRefiner(RefinerConfig{HostName: "h"})
 	wire := inspect.Verdict{Mode: failure.ClientRejectedCertificate, Detail: "The client rejected the server's certificate"}
-	ref := r.refinement(question{trigger: triggerRejected}, wire, answer{keepWire: true, note: "An active probe verified it."}, false, 0)
+	ref := r.refinement(question{trigger: failure.ClientRejectedCertificate}, wire, answer{keepWire: true, note: "An active probe verified it."}, false, 0, time.Now())
 	if ref.Mode != wire.Mode || ref.Detail != "The client rejected the server's certificate. An active probe verified it." {
 		t.Fatalf("refinement %q: %q", ref.Mode, ref.Detail)
 	}
 	if ref.Start.IsZero() || ref.End.Before(ref.Start) {
 		t.Fatalf("span times %v..%v", ref.Start, ref.End)
+	}
+}
+
+// TestRefinementTimeLine: the probe span of a connection that joined
+// another connection's probe in flight starts when it asked, so it lies
+// inside the connection's root span; its own probe keeps its times.
+func TestRefinementTimeLine(t *testing.T) {
+	r := NewRefiner(RefinerConfig{HostName: "h"})
+	wire := inspect.Verdict{Mode: failure.ClientRejectedCertificate}
+	t0 := time.Now()
+	ans := answer{mode: failure.PolicyHashMismatch, start: t0, end: t0.Add(10 * time.Millisecond)}
+	asked := t0.Add(4 * time.Millisecond)
+	if ref := r.refinement(question{}, wire, ans, true, 0, asked); !ref.Start.Equal(asked) || !ref.End.Equal(ans.end) {
+		t.Errorf("joined: span %v..%v, want %v..%v", ref.Start, ref.End, asked, ans.end)
+	}
+	if ref := r.refinement(question{}, wire, ans, false, 0, t0); !ref.Start.Equal(t0) || !ref.End.Equal(ans.end) {
+		t.Errorf("own probe: span %v..%v, want %v..%v", ref.Start, ref.End, t0, ans.end)
 	}
 }
 

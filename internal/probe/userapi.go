@@ -20,7 +20,7 @@ import (
 
 	"github.com/ccproxy-dev/ccproxy/internal/failure"
 	"github.com/ccproxy-dev/ccproxy/internal/userapi"
-	"github.com/ccproxy-dev/ccproxy/proxy/inspect"
+	"github.com/ccproxy-dev/ccproxy/internal/verdict"
 )
 
 // State is what the Coordinator's user API reported.
@@ -157,30 +157,28 @@ const (
 	msgNoManifests = "no manifests set"
 )
 
-// judgeState names the Coordinator's state from the GetManifests outcome.
-// broke says why the call failed below gRPC, nil when the connection was
-// intact when the call returned: the upstream's end of the connection
-// (io.EOF for a FIN), or the context's error when the probe's deadline
-// passed. wireVerdict is consulted when the error is no Coordinator state:
-// the connection itself may have broken (upstream_reset), which the
-// classifier decides. attested is the handshake's summary, the start of an ok
-// detail.
-func judgeState(st *State, apiErr, broke error, local []byte, wireVerdict func() inspect.Verdict, attested string) (failure.Mode, string) {
+// judgeState names the Coordinator's state from the GetManifests outcome:
+// recovery mode, no manifest, a manifest that differs from local, an API
+// error, or ok. broke says why the call failed below gRPC, nil when the
+// connection was intact when the call returned: the upstream's end of the
+// connection (io.EOF for a FIN), or the context's error when the probe's
+// deadline passed. A call the connection's end left unanswered is an API
+// error here; the wire names it (unanswered), and verdict.Decide prefers a
+// failed wire to an API error. attested is the handshake's summary, the
+// start of an ok detail.
+func judgeState(st *State, apiErr, broke error, local []byte, attested string) verdict.Finding {
 	if apiErr != nil {
 		s, isStatus := status.FromError(errors.Unwrap(apiErr))
 		if isStatus {
 			msg := s.Message()
 			switch {
 			case strings.Contains(msg, msgNeedsRecovery):
-				return failure.CoordinatorRecoveryMode, fmt.Sprintf(
-					"The Coordinator is in recovery mode (GetManifests: %s %q): it restarted without its state and waits for `contrast recover` with the seed share owner key.", s.Code(), msg)
+				return verdict.Finding{Mode: failure.CoordinatorRecoveryMode, Detail: fmt.Sprintf(
+					"The Coordinator is in recovery mode (GetManifests: %s %q): it restarted without its state and waits for `contrast recover` with the seed share owner key.", s.Code(), msg)}
 			case s.Code() == codes.FailedPrecondition && (strings.Contains(msg, msgNoManifest) || strings.Contains(msg, msgNoManifests)):
-				return failure.CoordinatorNoManifest, fmt.Sprintf(
-					"The Coordinator has no manifest yet (GetManifests: %s %q): run `contrast set` with the deployment's manifest.", s.Code(), msg)
+				return verdict.Finding{Mode: failure.CoordinatorNoManifest, Detail: fmt.Sprintf(
+					"The Coordinator has no manifest yet (GetManifests: %s %q): run `contrast set` with the deployment's manifest.", s.Code(), msg)}
 			}
-		}
-		if v := wireVerdict(); v.Mode != failure.OK {
-			return v.Mode, sentence(v.Detail) + " The user API call failed: " + apiErr.Error() + "."
 		}
 		switch {
 		case errors.Is(broke, context.DeadlineExceeded), errors.Is(broke, context.Canceled):
@@ -188,32 +186,42 @@ func judgeState(st *State, apiErr, broke error, local []byte, wireVerdict func()
 			if errors.Is(broke, context.Canceled) {
 				why = "before the probe was cancelled"
 			}
-			return failure.CoordinatorAPIError, fmt.Sprintf(
-				"%s, but the user API did not answer GetManifests %s (gRPC %s %q).", attested, why, s.Code(), s.Message())
-		case broke != nil && s.Code() == codes.Unavailable:
-			// The connection ended under the call: no answer, only the
-			// status gRPC's client makes up for a broken transport.
-			return failure.UpstreamReset, fmt.Sprintf(
-				"The Coordinator ended the connection (%s) during GetManifests, before it answered (%v).", endName(broke), apiErr)
+			return verdict.Finding{Mode: failure.CoordinatorAPIError, Detail: fmt.Sprintf(
+				"%s, but the user API did not answer GetManifests %s (gRPC %s %q).", attested, why, s.Code(), s.Message())}
+		case unanswered(apiErr, broke):
+			return verdict.Finding{Mode: failure.CoordinatorAPIError, Detail: fmt.Sprintf(
+				"%s, but the Coordinator ended the connection (%s) during GetManifests, before it answered (%v).", attested, endName(broke), apiErr)}
 		}
-		return failure.CoordinatorAPIError, fmt.Sprintf(
+		return verdict.Finding{Mode: failure.CoordinatorAPIError, Detail: fmt.Sprintf(
 			"%s, but the user API answered GetManifests with gRPC code %s, message %q: no Coordinator state ccproxy knows (recovery mode, no manifest).%s",
-			attested, s.Code(), s.Message(), apiErrorHint(s.Code()))
+			attested, s.Code(), s.Message(), apiErrorHint(s.Code()))}
 	}
 	if st.Manifests == 0 {
-		return failure.CoordinatorNoManifest, "The Coordinator answered GetManifests with an empty manifest history (`contrast verify`: manifest history is empty): run `contrast set`."
+		return verdict.Finding{Mode: failure.CoordinatorNoManifest, Detail: "The Coordinator answered GetManifests with an empty manifest history (`contrast verify`: manifest history is empty): run `contrast set`."}
 	}
 	if local == nil {
-		return failure.OK, fmt.Sprintf("%s; the Coordinator holds %s (latest sha256 %s). No local manifest.json was given, so it was not compared.",
-			attested, plural(st.Manifests, "manifest"), st.LatestManifestSHA256)
+		return verdict.Finding{Mode: failure.OK, Detail: fmt.Sprintf("%s; the Coordinator holds %s (latest sha256 %s). No local manifest.json was given, so it was not compared.",
+			attested, plural(st.Manifests, "manifest"), st.LatestManifestSHA256)}
 	}
 	st.Compared = true
 	st.Differences = diffManifests(local, st.latest)
 	if len(st.Differences) == 0 {
-		return failure.OK, fmt.Sprintf("%s; the Coordinator's active manifest (of %d) equals manifest.json.", attested, st.Manifests)
+		return verdict.Finding{Mode: failure.OK, Detail: fmt.Sprintf("%s; the Coordinator's active manifest (of %d) equals manifest.json.", attested, st.Manifests)}
 	}
-	return failure.ManifestMismatch, fmt.Sprintf("The Coordinator's active manifest (sha256 %s) differs from manifest.json: %s.",
-		st.LatestManifestSHA256, strings.Join(st.Differences, "; "))
+	return verdict.Finding{Mode: failure.ManifestMismatch, Detail: fmt.Sprintf("The Coordinator's active manifest (sha256 %s) differs from manifest.json: %s.",
+		st.LatestManifestSHA256, strings.Join(st.Differences, "; "))}
+}
+
+// unanswered reports whether a failed user API call got no answer because
+// the Coordinator ended the connection under it: gRPC's client makes up an
+// Unavailable status for a broken transport, and the connection's end came
+// from the Coordinator (broke), not from the probe's deadline.
+func unanswered(apiErr, broke error) bool {
+	if apiErr == nil || broke == nil || errors.Is(broke, context.DeadlineExceeded) || errors.Is(broke, context.Canceled) {
+		return false
+	}
+	s, _ := status.FromError(errors.Unwrap(apiErr))
+	return s.Code() == codes.Unavailable
 }
 
 // apiErrorHint is a sentence on where to look for a user API error.

@@ -7,23 +7,46 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/ccproxy-dev/ccproxy/internal/failure"
+	"github.com/ccproxy-dev/ccproxy/internal/verdict"
 	"github.com/ccproxy-dev/ccproxy/proxy/inspect"
 )
 
+// wireAfterCall is what the probe's classifier says of a TLS 1.3 connection
+// whose handshake finished and whose user API call failed with apiErr: the
+// upstream's TCP side ended with upEnd (nil: still open) before the probe
+// closed, and the probe told the classifier when the call went unanswered,
+// as attempt does.
+func wireAfterCall(upEnd, apiErr, broke error) inspect.Verdict {
+	var c inspect.Classifier
+	now := time.Now()
+	c.Dialed(nil)
+	c.Data(inspect.ClientToServer, 300, now)
+	c.Observe(inspect.Event{Dir: inspect.ClientToServer, Kind: inspect.KindClientHello, ClientHello: &inspect.ClientHello{}}, now)
+	c.Data(inspect.ServerToClient, 2000, now)
+	c.Observe(inspect.Event{Dir: inspect.ServerToClient, Kind: inspect.KindServerHello, ServerHello: &inspect.ServerHello{Version: 0x0304}}, now)
+	c.Observe(inspect.Event{Dir: inspect.ServerToClient, Kind: inspect.KindApplicationData, Record: inspect.RecordHeader{Type: 23, Length: 1500}}, now)
+	c.Observe(inspect.Event{Dir: inspect.ClientToServer, Kind: inspect.KindApplicationData, Record: inspect.RecordHeader{Type: 23, Length: 900}}, now)
+	c.Observe(inspect.Event{Dir: inspect.ClientToServer, Kind: inspect.KindApplicationData, Record: inspect.RecordHeader{Type: 23, Length: 120}}, now)
+	if upEnd != nil {
+		c.Ended(inspect.ServerToClient, upEnd, now.Add(time.Millisecond))
+	}
+	if unanswered(apiErr, broke) {
+		c.Unanswered("GetManifests", broke)
+	}
+	c.Ended(inspect.ClientToServer, io.EOF, now.Add(time.Second))
+	return c.Verdict()
+}
+
 // TestJudgeStateErrors: a failed GetManifests is named from the status the
-// Coordinator sent, unless the connection broke under the call.
+// Coordinator sent, unless the connection broke under the call: then the
+// wire names it, and verdict.Decide prefers it to an API error.
 func TestJudgeStateErrors(t *testing.T) {
-	okWire := func() inspect.Verdict {
-		return inspect.Verdict{Mode: failure.OK, Detail: "TLS 1.3 handshake finished and application data flowed."}
-	}
-	resetWire := func() inspect.Verdict {
-		return inspect.Verdict{Mode: failure.UpstreamReset, Detail: "The upstream reset the connection after the handshake while the client was still connected (read: connection reset by peer)."}
-	}
 	callErr := func(c codes.Code, msg string) error {
 		return fmt.Errorf("getting manifests: %w", status.Error(c, msg))
 	}
@@ -31,7 +54,7 @@ func TestJudgeStateErrors(t *testing.T) {
 		name    string
 		err     error
 		broke   error
-		wire    func() inspect.Verdict
+		upEnd   error // how the upstream's TCP side ended before the probe closed
 		want    failure.Mode
 		details []string
 	}{
@@ -53,30 +76,27 @@ func TestJudgeStateErrors(t *testing.T) {
 			want: failure.CoordinatorAPIError, details: []string{"gRPC code Unknown"}},
 		// Transport failures of the call are the wire's, as before.
 		{name: "reset under the call", err: callErr(codes.Unavailable, "error reading from server: read: connection reset by peer"),
-			broke: syscall.ECONNRESET, wire: resetWire, want: failure.UpstreamReset, details: []string{"reset the connection", "The user API call failed"}},
+			broke: syscall.ECONNRESET, upEnd: syscall.ECONNRESET, want: failure.UpstreamReset, details: []string{"reset the connection", "The user API call failed"}},
 		{name: "recovery text wins over a broken wire", err: callErr(codes.FailedPrecondition, "coordinator is in recovery mode"),
-			broke: io.EOF, wire: resetWire, want: failure.CoordinatorRecoveryMode},
+			broke: syscall.ECONNRESET, upEnd: syscall.ECONNRESET, want: failure.CoordinatorRecoveryMode},
 		{name: "FIN under the call", err: callErr(codes.Unavailable, "error reading from server: EOF"),
-			broke: io.EOF, want: failure.UpstreamReset, details: []string{"ended the connection (FIN) during GetManifests"}},
+			broke: io.EOF, want: failure.UpstreamReset, details: []string{"ended the connection (FIN) during GetManifests", "The user API call failed"}},
 		{name: "answered, then the connection ended", err: callErr(codes.Internal, "getting state: store closed"),
-			broke: io.EOF, want: failure.CoordinatorAPIError, details: []string{"gRPC code Internal"}},
+			broke: io.EOF, upEnd: io.EOF, want: failure.CoordinatorAPIError, details: []string{"gRPC code Internal"}},
 		{name: "no answer before the deadline", err: callErr(codes.DeadlineExceeded, "context deadline exceeded"),
 			broke: context.DeadlineExceeded, want: failure.CoordinatorAPIError, details: []string{"did not answer GetManifests before the probe's deadline", "DeadlineExceeded"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			wire := tc.wire
-			if wire == nil {
-				wire = okWire
-			}
-			st := &State{}
-			mode, detail := judgeState(st, tc.err, tc.broke, nil, wire, "Attested handshake finished (TLS 1.3, nonce in the ALPN entry)")
-			if mode != tc.want {
-				t.Fatalf("mode %s (%s), want %s", mode, detail, tc.want)
+			wire := wireAfterCall(tc.upEnd, tc.err, tc.broke)
+			state := judgeState(&State{}, tc.err, tc.broke, nil, "Attested handshake finished (TLS 1.3, nonce in the ALPN entry)")
+			got := verdict.Decide(apiObserved(wire, &verdict.Finding{Mode: failure.OK}, state, tc.err))
+			if got.Mode != tc.want {
+				t.Fatalf("mode %s (%s), want %s", got.Mode, got.Detail, tc.want)
 			}
 			for _, d := range tc.details {
-				if !strings.Contains(detail, d) {
-					t.Errorf("detail %q lacks %q", detail, d)
+				if !strings.Contains(got.Detail, d) {
+					t.Errorf("detail %q lacks %q", got.Detail, d)
 				}
 			}
 		})

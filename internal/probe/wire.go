@@ -77,6 +77,15 @@ func (w *wire) dialed(err error) {
 	w.mu.Unlock()
 }
 
+// unanswered tells the classifier that the upstream ended the connection
+// (end) while the probe still waited for the answer to request: only the
+// probe, the client, knows that, and the classifier names it.
+func (w *wire) unanswered(request string, end error) {
+	w.mu.Lock()
+	w.cls.Unanswered(request, end)
+	w.mu.Unlock()
+}
+
 // verdict is the classifier's wire verdict. Call it after the connection
 // was closed, so both directions' ends are known.
 func (w *wire) verdict() inspect.Verdict {
