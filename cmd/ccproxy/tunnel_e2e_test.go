@@ -246,7 +246,7 @@ func TestTunnelServeConnectFailureModes(t *testing.T) {
 	// ... so the next one gets none.
 	failedExchange(t, userAPI)
 	line := connect.connection(t, failure.TunnelUnavailable)
-	if d, _ := line["detail"].(string); line["tunnel_failure"] != "server at its stream limit" || !strings.Contains(d, "stream limit") {
+	if d, _ := line["detail"].(string); line["tunnel_failure"] != "server at its stream or connection limit" || !strings.Contains(d, "stream limit") {
 		t.Errorf("log line %v: want the server's stream limit named", line)
 	}
 	held.Close()

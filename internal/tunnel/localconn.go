@@ -146,7 +146,7 @@ func (cs *clientState) remote(v Verdict) outcome {
 
 // tunnelFailure is a connection the tunnel could not carry (or whose
 // outcome it could not learn): the detail opens with the failure's name,
-// so it reads e.g. "Server at its stream limit: the tunnel server ...".
+// so it reads e.g. "Server at its stream or connection limit: the tunnel server ...".
 func tunnelFailure(f verdict.TunnelFailure, format string, args ...any) outcome {
 	return outcome{failure: f, detail: string(f) + ": " + fmt.Sprintf(format, args...) + "."}
 }

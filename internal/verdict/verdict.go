@@ -71,15 +71,15 @@ type TunnelFailure string
 
 // The ways a tunnel fails a connection.
 const (
-	TunnelDown         TunnelFailure = "tunnel down"                 // no QUIC connection to the server could be made
-	TunnelPinRefused   TunnelFailure = "peer pin refused"            // the TLS handshake failed on a certificate pin
-	TunnelBusy         TunnelFailure = "server at its stream limit"  // the server refused the stream: too many
-	TunnelUnknownRoute TunnelFailure = "route unknown to the server" // the server has no such route
-	TunnelShutdown     TunnelFailure = "server shutting down"        // the server refused the stream while draining
-	TunnelBadHeader    TunnelFailure = "stream header refused"       // the server could not read the stream header
-	TunnelLost         TunnelFailure = "tunnel lost"                 // the QUIC connection ended before the verdict came
-	TunnelNoVerdict    TunnelFailure = "verdict never came"          // the server sent no verdict in time
-	TunnelLocalStop    TunnelFailure = "local end stopped first"     // this process shut down before the verdict came
+	TunnelDown         TunnelFailure = "tunnel down"                              // no QUIC connection to the server could be made
+	TunnelPinRefused   TunnelFailure = "peer pin refused"                         // the TLS handshake failed on a certificate pin
+	TunnelBusy         TunnelFailure = "server at its stream or connection limit" // too many streams for this client, or connections
+	TunnelUnknownRoute TunnelFailure = "route unknown to the server"              // the server has no such route
+	TunnelShutdown     TunnelFailure = "server shutting down"                     // the server refused the stream while draining
+	TunnelBadHeader    TunnelFailure = "stream header refused"                    // the server could not read the stream header
+	TunnelLost         TunnelFailure = "tunnel lost"                              // the QUIC connection ended before the verdict came
+	TunnelNoVerdict    TunnelFailure = "verdict never came"                       // the server sent no verdict in time
+	TunnelLocalStop    TunnelFailure = "local end stopped first"                  // this process shut down before the verdict came
 )
 
 // NeedsProbe reports the wire verdicts an active probe may refine: the
