@@ -62,4 +62,5 @@ const (
 	StreamOffset      = attribute.Key("ccproxy.stream.offset")
 	Direction         = attribute.Key("ccproxy.direction")
 	HandshakeType     = attribute.Key("tls.handshake.type")
+	TLSAlert          = attribute.Key("tls.alert") // on a tls.alert event: the alert as text, e.g. "fatal bad_certificate (42)"
 )

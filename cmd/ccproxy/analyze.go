@@ -37,7 +37,15 @@ func newAnalyzeCmd() *cobra.Command {
 upstream, counts over time, the upstream's first-byte latency (p50/p90/p99/max
 of ccproxy.upstream.first_byte_ms, i.e. how fast the Coordinator's issuer
 answered), the most frequent failure details, and the first and last time each
-mode was seen.
+mode was seen. Connections whose client closed without sending a single byte
+(client_aborted with ccproxy.bytes.client_to_upstream 0: TCP health checks,
+port scans, clients that gave up to retry) are counted apart ("sent nothing",
+in JSON sent_nothing), not among the failures.
+
+Every ccproxy.connection span is a connection, also the in-cluster tunnel
+end's (ccproxy tunnel serve), whose parent is the local end's span in another
+file: its file alone shows its connections, and both ends' files given
+together count each tunneled connection once (the local end's span).
 
 FILE holds OTLP/JSON, one ExportTraceServiceRequest object per line, as
 ccproxy --trace-file and the OpenTelemetry Collector's file exporter write it;
@@ -124,13 +132,6 @@ func runAnalyze(cmd *cobra.Command, files []string, f analyzeFlags) error {
 	if f.output == "html" && f.jaeger != "" {
 		return usageErrorf("--output: html draws traces from files; with --jaeger use text or json")
 	}
-	var traces *analyze.TraceCollector
-	read := analyze.ReadOTLPJSON
-	if f.output == "html" {
-		traces = analyze.NewTraceCollector(sel)
-		read = traces.ReadOTLPJSON
-	}
-
 	var conns []analyze.Connection
 	collect := func(c analyze.Connection) {
 		// Filter while reading: a large file need not be held whole.
@@ -138,6 +139,15 @@ func runAnalyze(cmd *cobra.Command, files []string, f analyzeFlags) error {
 			conns = append(conns, c)
 		}
 	}
+	// One reader for all files: both tunnel ends' files together count each
+	// connection once (see analyze.Reader).
+	reader := analyze.NewReader(collect)
+	var traces *analyze.TraceCollector
+	if f.output == "html" {
+		traces = analyze.NewTraceCollector(sel)
+		reader.Collect(traces)
+	}
+
 	var stats analyze.ReadStats
 	switch {
 	case f.jaeger != "" && len(files) > 0:
@@ -162,12 +172,13 @@ func runAnalyze(cmd *cobra.Command, files []string, f analyzeFlags) error {
 		return usageErrorf("no input: give trace files (- for standard input) or --jaeger URL")
 	default:
 		for _, name := range files {
-			st, err := readTraceFile(cmd, name, read, collect)
+			st, err := readTraceFile(cmd, name, reader)
 			if err != nil {
 				return err
 			}
 			stats.Add(st)
 		}
+		stats.Add(reader.Flush())
 	}
 
 	sum := analyze.Summarize(conns, opts)
@@ -185,9 +196,7 @@ func runAnalyze(cmd *cobra.Command, files []string, f analyzeFlags) error {
 	return sum.WriteText(cmd.OutOrStdout())
 }
 
-type traceReader func(r io.Reader, name string, fn func(analyze.Connection)) (analyze.ReadStats, error)
-
-func readTraceFile(cmd *cobra.Command, name string, read traceReader, fn func(analyze.Connection)) (analyze.ReadStats, error) {
+func readTraceFile(cmd *cobra.Command, name string, reader *analyze.Reader) (analyze.ReadStats, error) {
 	var r io.Reader
 	if name == "-" {
 		r = cmd.InOrStdin()
@@ -200,7 +209,7 @@ func readTraceFile(cmd *cobra.Command, name string, read traceReader, fn func(an
 		defer fh.Close()
 		r = fh
 	}
-	return read(r, name, fn)
+	return reader.ReadOTLPJSON(r, name)
 }
 
 // parseSince reads --since: a duration before now, or an RFC 3339 time.

@@ -17,7 +17,8 @@ import (
 // TestDemoThenAnalyze is the README's first command end to end: the demo
 // names every scenario correctly (exit 0), and `analyze` on its trace file
 // counts each failure mode exactly as often as the file holds connection
-// spans with it, and reports every mode a scenario produced.
+// spans with it (client_aborted without a byte from the client apart, as
+// sent_nothing), and reports every mode a scenario produced.
 func TestDemoThenAnalyze(t *testing.T) {
 	traces := filepath.Join(t.TempDir(), "demo.jsonl")
 	out, stderr, code := run(t, nil, "demo", "--trace-file", traces)
@@ -29,14 +30,17 @@ func TestDemoThenAnalyze(t *testing.T) {
 		t.Errorf("demo output lacks %q:\n%s", want, out)
 	}
 
-	truth := modesInFile(t, traces)
+	truth, truthNothing := modesInFile(t, traces)
 	js, stderr, code := run(t, nil, "analyze", "--output", "json", traces)
 	if code != 0 {
 		t.Fatalf("analyze exit %d: %s", code, stderr)
 	}
 	var rep struct {
 		Connections int `json:"connections"`
-		Modes       []struct {
+		SentNothing struct {
+			Count int `json:"count"`
+		} `json:"sent_nothing"`
+		Modes []struct {
 			Mode  string `json:"mode"`
 			Count int    `json:"count"`
 		} `json:"modes"`
@@ -50,9 +54,13 @@ func TestDemoThenAnalyze(t *testing.T) {
 		got[m.Mode] = m.Count
 		total += m.Count
 	}
-	if total != rep.Connections {
-		t.Errorf("mode counts add up to %d, connections = %d", total, rep.Connections)
+	if total+rep.SentNothing.Count != rep.Connections {
+		t.Errorf("mode counts add up to %d, with %d that sent nothing; connections = %d", total, rep.SentNothing.Count, rep.Connections)
 	}
+	if rep.SentNothing.Count != truthNothing || truthNothing == 0 {
+		t.Errorf("analyze sets %d connections apart as sent nothing, the file has %d (the demo's bare connect-and-close makes some)", rep.SentNothing.Count, truthNothing)
+	}
+	got[string(failure.ClientAborted)] += rep.SentNothing.Count
 	for mode, want := range truth {
 		if got[mode] != want {
 			t.Errorf("analyze counts %d %s connections, the file has %d", got[mode], mode, want)
@@ -65,9 +73,10 @@ func TestDemoThenAnalyze(t *testing.T) {
 	}
 }
 
-// modesInFile counts the connection spans per failure mode, read with the
-// collector's own OTLP/JSON decoder.
-func modesInFile(t *testing.T, path string) map[string]int {
+// modesInFile counts the connection spans per failure mode, and those of
+// client_aborted without a byte from the client, read with the collector's
+// own OTLP/JSON decoder.
+func modesInFile(t *testing.T, path string) (modes map[string]int, sentNothing int) {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -96,11 +105,14 @@ func modesInFile(t *testing.T, path string) map[string]int {
 						t.Errorf("span with unknown failure mode %q", m.Str())
 					}
 					counts[m.Str()]++
+					if b, ok := s.Attributes().Get("ccproxy.bytes.client_to_upstream"); ok && b.Int() == 0 && m.Str() == string(failure.ClientAborted) {
+						sentNothing++
+					}
 				}
 			}
 		}
 	}
-	return counts
+	return counts, sentNothing
 }
 
 func itoa(n int) string {

@@ -15,6 +15,8 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/ccproxy-dev/ccproxy/trace"
 )
 
 // span describes one ccproxy.connection root span for the test files.
@@ -38,7 +40,7 @@ func exportLine(t *testing.T, spans []span) []byte {
 	ss := rs.ScopeSpans().AppendEmpty()
 	for i, s := range spans {
 		root := ss.Spans().AppendEmpty()
-		root.SetName(SpanConnection)
+		root.SetName(trace.SpanConnection)
 		// Unique per connection (each has its own trace, as ccproxy makes
 		// them) and never the invalid all-zero ID.
 		var tid [16]byte
@@ -50,16 +52,16 @@ func exportLine(t *testing.T, spans []span) []byte {
 		root.SetStartTimestamp(pcommon.NewTimestampFromTime(start))
 		root.SetEndTimestamp(pcommon.NewTimestampFromTime(start.Add(20 * time.Millisecond)))
 		a := root.Attributes()
-		a.PutStr(AttrFailureMode, s.mode)
-		a.PutStr(AttrUpstream, s.upstream)
+		a.PutStr(string(trace.FailureMode), s.mode)
+		a.PutStr(string(trace.UpstreamAddress), s.upstream)
 		if s.detail != "" {
-			a.PutStr(AttrDetail, s.detail)
+			a.PutStr(string(trace.FailureDetail), s.detail)
 		}
 		switch v := s.firstByte.(type) {
 		case int64:
-			a.PutInt(AttrFirstByteMS, v)
+			a.PutInt(string(trace.UpstreamFirstByteMS), v)
 		case float64:
-			a.PutDouble(AttrFirstByteMS, v)
+			a.PutDouble(string(trace.UpstreamFirstByteMS), v)
 		}
 		child := ss.Spans().AppendEmpty()
 		child.SetName("tls.handshake")
@@ -68,7 +70,7 @@ func exportLine(t *testing.T, spans []span) []byte {
 		child.SetParentSpanID(root.SpanID())
 		child.SetStartTimestamp(pcommon.NewTimestampFromTime(start))
 		child.SetEndTimestamp(pcommon.NewTimestampFromTime(start.Add(time.Millisecond)))
-		child.Attributes().PutStr(AttrFailureMode, "should-not-count")
+		child.Attributes().PutStr(string(trace.FailureMode), "should-not-count")
 	}
 	var m ptrace.JSONMarshaler
 	b, err := m.MarshalTraces(td)
@@ -302,28 +304,28 @@ func jaegerJSON(spans []span) []byte {
 	for i, s := range spans {
 		start := base.Add(s.at).UnixMicro()
 		tags := []tag{
-			{AttrFailureMode, "string", s.mode},
-			{AttrUpstream, "string", s.upstream},
+			{string(trace.FailureMode), "string", s.mode},
+			{string(trace.UpstreamAddress), "string", s.upstream},
 			{"otel.scope.name", "string", "github.com/ccproxy-dev/ccproxy"},
 		}
 		if s.detail != "" {
-			tags = append(tags, tag{AttrDetail, "string", s.detail})
+			tags = append(tags, tag{string(trace.FailureDetail), "string", s.detail})
 		}
 		switch v := s.firstByte.(type) {
 		case int64:
-			tags = append(tags, tag{AttrFirstByteMS, "int64", v})
+			tags = append(tags, tag{string(trace.UpstreamFirstByteMS), "int64", v})
 		case float64:
-			tags = append(tags, tag{AttrFirstByteMS, "float64", v})
+			tags = append(tags, tag{string(trace.UpstreamFirstByteMS), "float64", v})
 		}
 		traceID := strings.Repeat("0", 30) + string(rune('a'+i%6)) + string(rune('0'+i%10))
 		data = append(data, map[string]any{
 			"traceID": traceID,
 			"spans": []map[string]any{
-				{"traceID": traceID, "spanID": "00000000000000a1", "operationName": SpanConnection, "references": []any{},
+				{"traceID": traceID, "spanID": "00000000000000a1", "operationName": trace.SpanConnection, "references": []any{},
 					"startTime": start, "duration": 20000, "tags": tags, "processID": "p1"},
-				{"traceID": traceID, "spanID": "00000000000000b2", "operationName": SpanConnection,
+				{"traceID": traceID, "spanID": "00000000000000b2", "operationName": trace.SpanConnection,
 					"references": []map[string]string{{"refType": "CHILD_OF", "traceID": traceID, "spanID": "00000000000000a1"}},
-					"startTime":  start, "duration": 1000, "tags": []tag{{AttrFailureMode, "string", "child"}}, "processID": "p1"},
+					"startTime":  start, "duration": 1000, "tags": []tag{{string(trace.FailureMode), "string", "child"}}, "processID": "p1"},
 			},
 			"processes": map[string]any{"p1": map[string]any{"serviceName": "ccproxy", "tags": []any{}}},
 		})
@@ -354,7 +356,7 @@ func TestFetchJaeger(t *testing.T) {
 			}
 			spans = nil
 			for _, s := range all {
-				if s.mode == want[AttrFailureMode] {
+				if s.mode == want[string(trace.FailureMode)] {
 					spans = append(spans, s)
 				}
 			}
@@ -375,7 +377,7 @@ func TestFetchJaeger(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 	for k, v := range map[string]string{
-		"service": "ccproxy", "operation": SpanConnection, "limit": "500",
+		"service": "ccproxy", "operation": trace.SpanConnection, "limit": "500",
 		"start": "1746525600000000", "end": "1746529200000000", "tags": `{"ccproxy.failure_mode":"lb_closed_early"}`,
 	} {
 		if gotQuery[k] != v {
@@ -453,7 +455,7 @@ func FuzzJaegerSpan(f *testing.F) {
 		var conns []Connection
 		for _, tr := range jr.Data {
 			for _, sp := range tr.Spans {
-				if c, ok, err := connectionFromJaeger(sp); err == nil && ok {
+				if c, ok, _, err := connectionFromJaeger(sp); err == nil && ok {
 					conns = append(conns, c)
 				}
 			}

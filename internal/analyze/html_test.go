@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"golang.org/x/net/html/atom"
 
 	"github.com/ccproxy-dev/ccproxy/internal/failure"
+	"github.com/ccproxy-dev/ccproxy/trace"
 )
 
 var htmlT0 = time.Date(2025, 5, 6, 10, 0, 0, 0, time.UTC)
@@ -127,23 +129,23 @@ var phmDetail = "HOST_DATA (policy hash) is " + gotHash + "; expected " + wantHa
 func failedTrace(t testing.TB, tid byte, start time.Duration) (children, root string) {
 	children = otlpLine(t, tid,
 		spanSpec{id: 2, parent: 1, name: "upstream.dial", start: start + 50*time.Microsecond, end: start + 110*time.Microsecond,
-			attrs: map[string]any{AttrUpstream: "coordinator:1313"}},
+			attrs: map[string]any{string(trace.UpstreamAddress): "coordinator:1313"}},
 		spanSpec{id: 3, parent: 1, name: "tls.handshake", start: start + 600*time.Microsecond, end: start + 8*time.Millisecond,
-			attrs: map[string]any{AttrFailureMode: string(failure.PolicyHashMismatch)}},
+			attrs: map[string]any{string(trace.FailureMode): string(failure.PolicyHashMismatch)}},
 		spanSpec{id: 4, parent: 1, name: "attest.verify", start: start + 2700*time.Microsecond, end: start + 5800*time.Microsecond,
 			attrs: map[string]any{"attest.platform": "snp", "attest.verdict": "rejected", "attest.policy_hash": gotHash, "attest.expected_policy_hash": wantHash}},
 		spanSpec{id: 5, parent: 1, name: "probe", start: start + 8200*time.Microsecond, end: start + 9*time.Millisecond,
-			attrs: map[string]any{AttrFailureMode: string(failure.PolicyHashMismatch)}},
+			attrs: map[string]any{string(trace.FailureMode): string(failure.PolicyHashMismatch)}},
 		spanSpec{id: 6, parent: 1, name: "relay.stream", start: start + 110*time.Microsecond, end: start + 8300*time.Microsecond,
 			attrs: map[string]any{"ccproxy.bytes.client_to_upstream": 320, "ccproxy.bytes.upstream_to_client": 6225}},
 	)
 	root = otlpLine(t, tid, spanSpec{
-		id: 1, name: SpanConnection, start: start, end: start + 9*time.Millisecond, err: string(failure.PolicyHashMismatch),
+		id: 1, name: trace.SpanConnection, start: start, end: start + 9*time.Millisecond, err: string(failure.PolicyHashMismatch),
 		attrs: map[string]any{
-			AttrFailureMode: string(failure.PolicyHashMismatch), AttrDetail: phmDetail, AttrUpstream: "coordinator:1313",
+			string(trace.FailureMode): string(failure.PolicyHashMismatch), string(trace.FailureDetail): phmDetail, string(trace.UpstreamAddress): "coordinator:1313",
 			"attest.policy_hash": gotHash, "attest.expected_policy_hash": wantHash, "attest.verdict": "rejected",
 			"atls.client_nonce": nonceHex, "atls.nonce_source": "alpn", "tls.protocol.version": "1.2",
-			AttrFirstByteMS: 1.804, "tls.client.alpn": []string{"atls:v1:nonce:" + nonceHex, "h2"},
+			string(trace.UpstreamFirstByteMS): 1.804, "tls.client.alpn": []string{"atls:v1:nonce:" + nonceHex, "h2"},
 		},
 		events: []eventSpec{
 			{at: start + 600*time.Microsecond, name: "tls.client_hello", attrs: map[string]any{"ccproxy.direction": "client_to_server", "ccproxy.stream.offset": 0, "tls.record.type": 22, "tls.record.length": 308, "tls.handshake.type": "client_hello"}},
@@ -159,8 +161,8 @@ func failedTrace(t testing.TB, tid byte, start time.Duration) (children, root st
 func okTrace(t testing.TB, tid byte, start time.Duration) string {
 	return otlpLine(t, tid,
 		spanSpec{id: 2, parent: 1, name: "upstream.dial", start: start, end: start + time.Millisecond},
-		spanSpec{id: 1, name: SpanConnection, start: start, end: start + 20*time.Millisecond,
-			attrs: map[string]any{AttrFailureMode: "ok", AttrDetail: "handshake finished, 2 KiB relayed", AttrUpstream: "coordinator:1313"}},
+		spanSpec{id: 1, name: trace.SpanConnection, start: start, end: start + 20*time.Millisecond,
+			attrs: map[string]any{string(trace.FailureMode): "ok", string(trace.FailureDetail): "handshake finished, 2 KiB relayed", string(trace.UpstreamAddress): "coordinator:1313"}},
 	)
 }
 
@@ -298,7 +300,7 @@ func TestHTMLPageFailedConnection(t *testing.T) {
 	// The waterfall draws one row per span, the connection first and its
 	// children by start time.
 	rows := textsWithClass(t, page, "wf", "op")
-	wantRows := []string{SpanConnection, "upstream.dial", "relay.stream", "tls.handshake", "attest.verify", "probe"}
+	wantRows := []string{trace.SpanConnection, "upstream.dial", "relay.stream", "tls.handshake", "attest.verify", "probe"}
 	if !slices.Equal(rows, wantRows) {
 		t.Errorf("waterfall rows = %v, want %v", rows, wantRows)
 	}
@@ -328,8 +330,8 @@ func TestHTMLPageFailedConnection(t *testing.T) {
 
 func TestHTMLPageEscapesInput(t *testing.T) {
 	evil := `<script>alert("x")</script><img src=x onerror=alert(1)>`
-	input := otlpLine(t, 9, spanSpec{id: 1, name: SpanConnection, end: time.Millisecond,
-		attrs:  map[string]any{AttrFailureMode: evil, AttrDetail: evil, "x": evil},
+	input := otlpLine(t, 9, spanSpec{id: 1, name: trace.SpanConnection, end: time.Millisecond,
+		attrs:  map[string]any{string(trace.FailureMode): evil, string(trace.FailureDetail): evil, "x": evil},
 		events: []eventSpec{{name: evil, attrs: map[string]any{"ccproxy.direction": evil}}},
 	}, spanSpec{id: 2, parent: 1, name: evil, end: time.Millisecond, err: evil})
 	page, _ := renderPage(t, input, TraceSelection{})
@@ -361,8 +363,8 @@ func TestTraceCollectorSelection(t *testing.T) {
 	// process, so no local root ever arrives.
 	remote := otlpLine(t, 5,
 		spanSpec{id: 2, parent: 1, name: "upstream.dial", start: 3 * time.Second, end: 3*time.Second + time.Millisecond},
-		spanSpec{id: 1, parent: 0x77, name: SpanConnection, start: 3 * time.Second, end: 3*time.Second + 5*time.Millisecond,
-			attrs: map[string]any{AttrFailureMode: string(failure.LBClosedEarly)}},
+		spanSpec{id: 1, parent: 0x77, name: trace.SpanConnection, start: 3 * time.Second, end: 3*time.Second + 5*time.Millisecond,
+			attrs: map[string]any{string(trace.FailureMode): string(failure.LBClosedEarly)}},
 	)
 	// Children whose connection span was never written (dropped): not drawn.
 	orphan := otlpLine(t, 6, spanSpec{id: 2, parent: 1, name: "upstream.dial", start: 4 * time.Second, end: 4*time.Second + time.Millisecond})
@@ -521,8 +523,8 @@ func FuzzTraceCollector(f *testing.F) {
 	// most of a short run.
 	f.Add(otlpLine(f, 1,
 		spanSpec{id: 2, parent: 1, name: "attest.verify", start: time.Millisecond, end: 2 * time.Millisecond, attrs: map[string]any{"attest.policy_hash": "0a"}},
-		spanSpec{id: 1, name: SpanConnection, end: 3 * time.Millisecond, err: "x",
-			attrs:  map[string]any{AttrFailureMode: "tls_alert", "attest.expected_policy_hash": "0b"},
+		spanSpec{id: 1, name: trace.SpanConnection, end: 3 * time.Millisecond, err: "x",
+			attrs:  map[string]any{string(trace.FailureMode): "tls_alert", "attest.expected_policy_hash": "0b"},
 			events: []eventSpec{{at: time.Millisecond, name: "tls.alert", attrs: map[string]any{"ccproxy.direction": "server_to_client", "tls.record.type": 21}}}},
 	))
 	f.Add(okTrace(f, 2, 0))
@@ -549,4 +551,70 @@ func FuzzTraceCollector(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestWaterfallAxisCoversChildren: the time axis of a connection spans its
+// root and all its children, whether the root ends after its children (as
+// the relay will) or a child, the probe, ends after the root (as it may
+// today): no bar runs past the axis, and the latest end is its right edge.
+func TestWaterfallAxisCoversChildren(t *testing.T) {
+	root := func(end time.Duration) spanSpec {
+		return spanSpec{id: 1, name: trace.SpanConnection, end: end,
+			attrs: map[string]any{string(trace.FailureMode): string(failure.PolicyHashMismatch)}}
+	}
+	dial := spanSpec{id: 2, parent: 1, name: trace.SpanUpstreamDial, start: time.Millisecond, end: 2 * time.Millisecond}
+	probe := func(start, end time.Duration) spanSpec {
+		return spanSpec{id: 3, parent: 1, name: trace.SpanProbe, start: start, end: end}
+	}
+	tests := []struct {
+		name string
+		// lines in file order: a child that ends after the root is
+		// exported after it.
+		lines     []string
+		total     string  // the last axis label
+		rootWidth float64 // percent of the axis
+		probeEnd  float64 // right edge of the probe's bar, percent
+	}{
+		{name: "root ends last", lines: []string{otlpLine(t, 1, dial, probe(8*time.Millisecond, 9*time.Millisecond)), otlpLine(t, 1, root(10*time.Millisecond))},
+			total: "10.00 ms", rootWidth: 100, probeEnd: 90},
+		{name: "probe ends after the root", lines: []string{otlpLine(t, 1, dial), otlpLine(t, 1, root(10*time.Millisecond)), otlpLine(t, 1, probe(8*time.Millisecond, 16*time.Millisecond))},
+			total: "16.00 ms", rootWidth: 62.5, probeEnd: 100},
+		{name: "probe ends after the root, one batch", lines: []string{otlpLine(t, 1, dial, root(10*time.Millisecond), probe(9*time.Millisecond, 20*time.Millisecond))},
+			total: "20.00 ms", rootWidth: 50, probeEnd: 100},
+	}
+	parse := func(s string) float64 {
+		f, err := strconv.ParseFloat(strings.TrimSuffix(s, "%"), 64)
+		if err != nil {
+			t.Fatalf("position %q: %v", s, err)
+		}
+		return f
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, traces := renderPage(t, strings.Join(tt.lines, ""), TraceSelection{})
+			if len(traces) != 1 || len(traces[0].Spans) != 3 {
+				t.Fatalf("traces %+v", traces)
+			}
+			tv := traceViewOf(traces[0])
+			if last := tv.Axis[len(tv.Axis)-1].Label; last != tt.total {
+				t.Errorf("axis ends at %s, want %s", last, tt.total)
+			}
+			rows := map[string]rowView{}
+			for _, r := range tv.Rows {
+				rows[r.Name] = r
+				if end := parse(r.Left) + parse(r.Width); end > 100.001 {
+					t.Errorf("%s bar ends at %.3f%%, past the axis", r.Name, end)
+				}
+			}
+			if w := parse(rows[trace.SpanConnection].Width); math.Abs(w-tt.rootWidth) > 0.01 || parse(rows[trace.SpanConnection].Left) != 0 {
+				t.Errorf("root bar at %s width %s, want 0%% width %.1f%%", rows[trace.SpanConnection].Left, rows[trace.SpanConnection].Width, tt.rootWidth)
+			}
+			if end := parse(rows[trace.SpanProbe].Left) + parse(rows[trace.SpanProbe].Width); math.Abs(end-tt.probeEnd) > 0.01 {
+				t.Errorf("probe bar ends at %.3f%%, want %.1f%%", end, tt.probeEnd)
+			}
+			if tv.Rows[0].Name != trace.SpanConnection || tv.Rows[0].Indent >= rows[trace.SpanProbe].Indent {
+				t.Errorf("the probe is not drawn nested under the connection: %+v", tv.Rows)
+			}
+		})
+	}
 }

@@ -10,6 +10,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/ccproxy-dev/ccproxy/trace"
 )
 
 // JaegerQuery selects traces from Jaeger's query API.
@@ -24,7 +28,7 @@ type JaegerQuery struct {
 	// Since is the earliest start time (zero: from the Unix epoch).
 	Since time.Time
 	// Mode, when set, is passed to Jaeger as a tag filter on
-	// ccproxy.failure_mode, so only those traces are transferred.
+	// trace.FailureMode, so only those traces are transferred.
 	Mode string
 	// Client is the HTTP client (http.DefaultClient when nil).
 	Client *http.Client
@@ -87,7 +91,7 @@ func (q JaegerQuery) URL() (string, error) {
 	}
 	v := url.Values{}
 	v.Set("service", service)
-	v.Set("operation", SpanConnection)
+	v.Set("operation", trace.SpanConnection)
 	// Without start, Jaeger looks back only its configured default
 	// (typically days); start at the epoch to see everything kept.
 	v.Set("start", strconv.FormatInt(max(q.Since.UnixMicro(), 0), 10))
@@ -96,7 +100,7 @@ func (q JaegerQuery) URL() (string, error) {
 		v.Set("limit", strconv.Itoa(q.Limit))
 	}
 	if q.Mode != "" {
-		tags, err := json.Marshal(map[string]string{AttrFailureMode: q.Mode})
+		tags, err := json.Marshal(map[string]string{string(trace.FailureMode): q.Mode})
 		if err != nil {
 			return "", err
 		}
@@ -107,8 +111,10 @@ func (q JaegerQuery) URL() (string, error) {
 	return base.String(), nil
 }
 
-// FetchJaeger reads the ccproxy.connection root spans of the traces q
-// selects and calls fn for each.
+// FetchJaeger reads the connection spans of the traces q selects and calls
+// fn for each connection, counted as Reader counts them: the parentless
+// connection spans of a trace, or, when it has none (only the in-cluster
+// tunnel end's spans were exported there), its earliest one.
 func FetchJaeger(ctx context.Context, q JaegerQuery, fn func(Connection)) (ReadStats, error) {
 	var st ReadStats
 	u, err := q.URL()
@@ -144,16 +150,32 @@ func FetchJaeger(ctx context.Context, q JaegerQuery, fn func(Connection)) (ReadS
 		return st, fmt.Errorf("jaeger reported an error: %d %s", jr.Errors[0].Code, jr.Errors[0].Msg)
 	}
 	for _, t := range jr.Data {
+		var roots, nested []Connection
 		for _, sp := range t.Spans {
 			st.Spans++
-			c, ok, err := connectionFromJaeger(sp)
-			if err != nil {
+			c, ok, root, err := connectionFromJaeger(sp)
+			switch {
+			case err != nil:
 				st.skip("jaeger trace "+t.TraceID, 0, fmt.Errorf("span %s: %w", sp.SpanID, err))
-				continue
+			case ok && root:
+				roots = append(roots, c)
+			case ok:
+				nested = append(nested, c)
 			}
+		}
+		if len(roots) == 0 && len(nested) > 0 {
+			earliest := nested[0]
+			for _, c := range nested[1:] {
+				if c.Start.Before(earliest.Start) {
+					earliest = c
+				}
+			}
+			roots = append(roots, earliest)
+		}
+		for _, c := range roots {
 			// Jaeger's tag filter selects traces, not spans: drop the
 			// other connections of a matching trace.
-			if ok && (q.Mode == "" || c.Mode == q.Mode) {
+			if q.Mode == "" || c.Mode == q.Mode {
 				st.Connections++
 				fn(c)
 			}
@@ -163,38 +185,43 @@ func FetchJaeger(ctx context.Context, q JaegerQuery, fn func(Connection)) (ReadS
 	return st, nil
 }
 
-// connectionFromJaeger reduces a root ccproxy.connection span (one without a
-// CHILD_OF reference).
-func connectionFromJaeger(sp jaegerSpan) (Connection, bool, error) {
-	if sp.OperationName != SpanConnection {
-		return Connection{}, false, nil
+// connectionFromJaeger reduces a connection span; root reports whether it
+// has no parent (no CHILD_OF reference).
+func connectionFromJaeger(sp jaegerSpan) (c Connection, ok, root bool, err error) {
+	if sp.OperationName != trace.SpanConnection {
+		return Connection{}, false, false, nil
 	}
+	root = true
 	for _, r := range sp.References {
 		if r.RefType == "CHILD_OF" {
-			return Connection{}, false, nil
+			root = false
 		}
 	}
-	c := Connection{
+	c = Connection{
 		Start:    time.UnixMicro(sp.StartTime).UTC(),
 		Duration: time.Duration(sp.Duration) * time.Microsecond,
 	}
 	for _, tag := range sp.Tags {
-		switch tag.Key {
-		case AttrFailureMode:
+		switch attribute.Key(tag.Key) {
+		case trace.FailureMode:
 			c.Mode = tagString(tag)
-		case AttrDetail:
+		case trace.FailureDetail:
 			c.Detail = tagString(tag)
-		case AttrUpstream:
+		case trace.UpstreamAddress:
 			c.Upstream = tagString(tag)
-		case AttrFirstByteMS:
+		case trace.UpstreamFirstByteMS:
 			f, err := tagFloat(tag)
 			if err != nil {
-				return Connection{}, false, fmt.Errorf("tag %s: %w", tag.Key, err)
+				return Connection{}, false, false, fmt.Errorf("tag %s: %w", tag.Key, err)
 			}
 			c.FirstByteMS, c.HasFirstByte = f, true
+		case trace.BytesClientToUp:
+			if f, err := tagFloat(tag); err == nil && f >= 0 && f < 1<<62 {
+				c.ClientBytes, c.HasClientBytes = int64(f), true
+			}
 		}
 	}
-	return c, true, nil
+	return c, true, root, nil
 }
 
 // tagString renders any tag value as text (strings unquoted).

@@ -2,14 +2,25 @@
 // connections ended in each failure mode and per upstream, how that changed
 // over time, how fast the upstream (the Coordinator's issuer) answered, which
 // failure details were most frequent, and when each mode was first and last
-// seen. It reads the OTLP/JSON lines that `ccproxy --trace-file` and the
-// OpenTelemetry Collector's file exporter write, or the same spans from
-// Jaeger's query API.
+// seen. Connections whose client sent not a byte (health checks, port scans)
+// are counted apart from the failures. It reads the OTLP/JSON lines that
+// `ccproxy --trace-file` and the OpenTelemetry Collector's file exporter
+// write, or the same spans from Jaeger's query API; span and attribute names
+// come from package trace only.
 //
 //	var conns []analyze.Connection
 //	stats, err := analyze.ReadOTLPJSON(f, "traces.jsonl", func(c analyze.Connection) { conns = append(conns, c) })
 //	sum := analyze.Summarize(conns, analyze.Options{Mode: "lb_closed_early"})
 //	sum.WriteText(os.Stdout)
+//
+// Several files that belong together (both ends of a tunnel) are read with
+// one Reader, so that each connection is counted once:
+//
+//	r := analyze.NewReader(func(c analyze.Connection) { conns = append(conns, c) })
+//	st, err := r.ReadOTLPJSON(local, "local.jsonl")
+//	st2, err := r.ReadOTLPJSON(cluster, "cluster.jsonl")
+//	st.Add(st2)
+//	st.Add(r.Flush())
 package analyze
 
 import (
@@ -18,20 +29,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strconv"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/ccproxy-dev/ccproxy/internal/failure"
+	"github.com/ccproxy-dev/ccproxy/trace"
 )
 
-// Span and attribute names of the contract (shared/CONTRACT.md, "Traces").
 const (
-	SpanConnection   = "ccproxy.connection"
-	AttrFailureMode  = "ccproxy.failure_mode"
-	AttrDetail       = "ccproxy.failure_detail"
-	AttrUpstream     = "ccproxy.upstream.address"
-	AttrFirstByteMS  = "ccproxy.upstream.first_byte_ms"
 	unknownMode      = "(none)"
 	unknownUpstream  = "(none)"
 	maxLineBytes     = 64 << 20
@@ -39,8 +49,8 @@ const (
 	problemLineLimit = 200
 )
 
-// Connection is one ccproxy.connection root span, reduced to what the
-// summary needs.
+// Connection is one connection span (trace.SpanConnection), reduced to what
+// the summary needs.
 type Connection struct {
 	Start    time.Time
 	Duration time.Duration
@@ -51,6 +61,19 @@ type Connection struct {
 	// upstream's first byte; valid only when HasFirstByte.
 	FirstByteMS  float64
 	HasFirstByte bool
+	// ClientBytes is trace.BytesClientToUp, what the client sent; valid
+	// only when HasClientBytes.
+	ClientBytes    int64
+	HasClientBytes bool
+
+	trace pcommon.TraceID // for the TraceCollector; empty from Jaeger
+}
+
+// SentNothing reports whether the client closed without sending a single
+// byte: a port scan, a TCP health check, a client that gave up on this
+// connection to retry. The summary sets these apart from the failures.
+func (c Connection) SentNothing() bool {
+	return c.Mode == string(failure.ClientAborted) && c.HasClientBytes && c.ClientBytes == 0
 }
 
 // ReadStats says what a read saw, for the report's header and for telling
@@ -78,20 +101,72 @@ func (s *ReadStats) Add(o ReadStats) {
 	}
 }
 
-// ReadOTLPJSON reads one ExportTraceServiceRequest JSON object per line from
-// r and calls fn for each ccproxy.connection root span. Blank lines are
-// ignored; a malformed line is recorded as "name:line: error" in the stats,
-// counted and skipped. The error is only for failing to read r.
-func ReadOTLPJSON(r io.Reader, name string, fn func(Connection)) (ReadStats, error) {
-	return readOTLPJSON(r, name, fn, maxLineBytes, nil)
+// Which connection spans count. ccproxy starts a new trace for every client
+// connection it accepts, so a trace is one connection, with one
+// trace.SpanConnection span at its root. The tunnel is the exception: the
+// in-cluster end (`ccproxy tunnel serve`) starts its own connection span as a
+// child of the local end's tunnel.stream span, propagated over the tunnel, so
+// the two ends' spans share one trace and the in-cluster one has a parent
+// that is in another process's file. The rule, one connection per trace:
+//
+//   - every connection span without a parent counts (the relay's, the local
+//     tunnel end's);
+//   - a connection span with a parent (the in-cluster tunnel end's) counts
+//     only when its trace holds no parentless connection span: when the
+//     in-cluster end's file is read alone, its spans are the connections;
+//     read together with the local end's file, the local end's span (the
+//     outermost, which carries the verdict the client saw) is the one
+//     counted and the in-cluster span is not counted again. Among several
+//     such spans of one trace the earliest counts.
+//
+// Parentless spans are reported as they are read; the others wait until
+// Flush, since the local end's file may come after the in-cluster one.
+
+// Reader reads connection spans from OTLP/JSON lines, from one or several
+// inputs, and reports each connection once (see the rule above). Call
+// ReadOTLPJSON for each input, then Flush.
+type Reader struct {
+	fn      func(Connection)
+	each    func(ptrace.Span)
+	onConn  func(Connection) // the TraceCollector's, before fn
+	maxLine int
+	// roots holds the traces that have a parentless connection span: a
+	// trace id per connection, since an in-cluster end's span of the same
+	// trace may come in a later file.
+	roots map[pcommon.TraceID]struct{}
+	// nested holds, per trace without a parentless connection span so far,
+	// its earliest connection span with a parent.
+	nested map[pcommon.TraceID]Connection
 }
 
-// readOTLPJSON is ReadOTLPJSON with a line limit; each, if not nil, also
-// sees every span read (connection spans after fn).
-func readOTLPJSON(r io.Reader, name string, fn func(Connection), maxLine int, each func(ptrace.Span)) (ReadStats, error) {
+// NewReader returns a Reader that calls fn for each connection.
+func NewReader(fn func(Connection)) *Reader {
+	if fn == nil {
+		fn = func(Connection) {}
+	}
+	return &Reader{
+		fn:      fn,
+		maxLine: maxLineBytes,
+		roots:   map[pcommon.TraceID]struct{}{},
+		nested:  map[pcommon.TraceID]Connection{},
+	}
+}
+
+// Collect makes r hand every span it reads, and every connection it
+// reports, to tc too, so that tc keeps the traces of its selection.
+func (r *Reader) Collect(tc *TraceCollector) {
+	r.each = tc.add
+	r.onConn = tc.connection
+}
+
+// ReadOTLPJSON reads one ExportTraceServiceRequest JSON object per line from
+// in and reports the connections whose turn it is. Blank lines are ignored;
+// a malformed line is recorded as "name:line: error" in the stats, counted
+// and skipped. The error is only for failing to read in.
+func (r *Reader) ReadOTLPJSON(in io.Reader, name string) (ReadStats, error) {
 	var st ReadStats
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, min(64<<10, maxLine)), maxLine)
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 0, min(64<<10, r.maxLine)), r.maxLine)
 	var u ptrace.JSONUnmarshaler
 	for sc.Scan() {
 		st.Lines++
@@ -110,15 +185,8 @@ func readOTLPJSON(r io.Reader, name string, fn func(Connection), maxLine int, ea
 			for j := range sss.Len() {
 				spans := sss.At(j).Spans()
 				for k := range spans.Len() {
-					sp := spans.At(k)
 					st.Spans++
-					if c, ok := connectionFromSpan(sp); ok {
-						st.Connections++
-						fn(c)
-					}
-					if each != nil {
-						each(sp)
-					}
+					st.Connections += r.span(spans.At(k))
 				}
 			}
 		}
@@ -126,12 +194,80 @@ func readOTLPJSON(r io.Reader, name string, fn func(Connection), maxLine int, ea
 	if err := sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {
 			// The scanner cannot go on after an overlong line.
-			st.skip(name, st.Lines+1, fmt.Errorf("line longer than %d bytes", maxLine))
+			st.skip(name, st.Lines+1, fmt.Errorf("line longer than %d bytes", r.maxLine))
 			return st, nil
 		}
 		return st, fmt.Errorf("reading %s: %w", name, err)
 	}
 	return st, nil
+}
+
+// span takes one span and returns how many connections it reported.
+func (r *Reader) span(sp ptrace.Span) int {
+	if r.each != nil {
+		r.each(sp)
+	}
+	c, ok := connectionFromSpan(sp)
+	if !ok {
+		return 0
+	}
+	if sp.ParentSpanID().IsEmpty() {
+		r.roots[c.trace] = struct{}{}
+		delete(r.nested, c.trace)
+		r.report(c)
+		return 1
+	}
+	if _, ok := r.roots[c.trace]; ok {
+		return 0
+	}
+	if prev, ok := r.nested[c.trace]; !ok || c.Start.Before(prev.Start) {
+		r.nested[c.trace] = c
+	}
+	return 0
+}
+
+func (r *Reader) report(c Connection) {
+	if r.onConn != nil {
+		r.onConn(c)
+	}
+	r.fn(c)
+}
+
+// Flush reports the connections that waited for the end of the input: the
+// in-cluster tunnel end's connection spans whose trace had no parentless
+// connection span. Their count is in the returned stats.
+func (r *Reader) Flush() ReadStats {
+	held := make([]Connection, 0, len(r.nested))
+	for _, c := range r.nested {
+		held = append(held, c)
+	}
+	clear(r.nested)
+	sort.Slice(held, func(i, j int) bool {
+		if !held[i].Start.Equal(held[j].Start) {
+			return held[i].Start.Before(held[j].Start)
+		}
+		return bytes.Compare(held[i].trace[:], held[j].trace[:]) < 0
+	})
+	for _, c := range held {
+		r.report(c)
+	}
+	return ReadStats{Connections: len(held)}
+}
+
+// ReadOTLPJSON reads one whole input with a new Reader (see Reader.ReadOTLPJSON)
+// and calls fn for each connection in it, flushed at the end.
+func ReadOTLPJSON(r io.Reader, name string, fn func(Connection)) (ReadStats, error) {
+	return readOTLPJSON(r, name, fn, maxLineBytes, nil)
+}
+
+// readOTLPJSON is ReadOTLPJSON with a line limit; each, if not nil, also
+// sees every span read.
+func readOTLPJSON(in io.Reader, name string, fn func(Connection), maxLine int, each func(ptrace.Span)) (ReadStats, error) {
+	r := NewReader(fn)
+	r.maxLine, r.each = maxLine, each
+	st, err := r.ReadOTLPJSON(in, name)
+	st.Add(r.Flush())
+	return st, err
 }
 
 func (st *ReadStats) skip(name string, line int, err error) {
@@ -145,30 +281,36 @@ func (st *ReadStats) skip(name string, line int, err error) {
 	}
 }
 
-// connectionFromSpan reduces a root ccproxy.connection span; other spans
-// (the phases, which are children) are not connections.
+// connectionFromSpan reduces a connection span, with or without a parent;
+// other spans (the phases) are not connections.
 func connectionFromSpan(s ptrace.Span) (Connection, bool) {
-	if s.Name() != SpanConnection || !s.ParentSpanID().IsEmpty() {
+	if s.Name() != trace.SpanConnection {
 		return Connection{}, false
 	}
 	attrs := s.Attributes()
-	str := func(k string) string {
-		if v, ok := attrs.Get(k); ok {
+	str := func(k attribute.Key) string {
+		if v, ok := attrs.Get(string(k)); ok {
 			return v.AsString()
 		}
 		return ""
 	}
 	c := Connection{
 		Start:    s.StartTimestamp().AsTime(),
-		Mode:     str(AttrFailureMode),
-		Detail:   str(AttrDetail),
-		Upstream: str(AttrUpstream),
+		Mode:     str(trace.FailureMode),
+		Detail:   str(trace.FailureDetail),
+		Upstream: str(trace.UpstreamAddress),
+		trace:    s.TraceID(),
 	}
 	if end := s.EndTimestamp(); end >= s.StartTimestamp() {
 		c.Duration = end.AsTime().Sub(c.Start)
 	}
-	if v, ok := attrs.Get(AttrFirstByteMS); ok {
+	if v, ok := attrs.Get(string(trace.UpstreamFirstByteMS)); ok {
 		c.FirstByteMS, c.HasFirstByte = numeric(v)
+	}
+	if v, ok := attrs.Get(string(trace.BytesClientToUp)); ok {
+		if f, ok := numeric(v); ok && f >= 0 && f < 1<<62 {
+			c.ClientBytes, c.HasClientBytes = int64(f), true
+		}
 	}
 	return c, true
 }

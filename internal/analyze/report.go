@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/ccproxy-dev/ccproxy/trace"
 )
 
 // WriteJSON writes the summary as one indented JSON object.
@@ -47,25 +49,35 @@ func (s Summary) WriteText(w io.Writer) error {
 		filter = " (filter:" + filter + ")"
 	}
 	if s.Connections == 0 {
-		p("No ccproxy.connection spans%s (%s).\n", filter, src)
+		p("No %s spans%s (%s).\n", trace.SpanConnection, filter, src)
 		return flush(bw)
 	}
 	p("%d connections from %s to %s%s\n(%s)\n", s.Connections, ts(s.From), ts(s.To), filter, src)
 
-	p("\nBy failure mode\n")
+	if n := s.SentNothing.Count; n > 0 {
+		p("\nBy failure mode (%d that sent something)\n", s.Connections-n)
+	} else {
+		p("\nBy failure mode\n")
+	}
 	p("  %-30s %8s %6s  %-20s  %-20s\n", "MODE", "COUNT", "%", "FIRST", "LAST")
 	for _, m := range s.Modes {
 		p("  %-30s %8d %6.1f  %-20s  %-20s\n", m.Mode, m.Count, m.Percent, ts(m.First), ts(m.Last))
 	}
+	if sn := s.SentNothing; sn.Count > 0 {
+		p("\nSent nothing\n  %s\n  first %s, last %s; not counted as failures above\n", sentNothingLine(sn.Count), ts(sn.First), ts(sn.Last))
+	}
 
 	p("\nBy upstream\n")
-	p("  %-32s %8s %8s  %-24s  %s\n", "UPSTREAM", "COUNT", "OK", "FIRST BYTE ms p50/p99/max", "FAILURES")
+	p("  %-32s %8s %8s %8s  %-24s  %s\n", "UPSTREAM", "COUNT", "OK", "NOTHING", "FIRST BYTE ms p50/p99/max", "FAILURES")
 	for _, u := range s.Upstreams {
 		lat := "-"
 		if u.FirstByte.Count > 0 {
 			lat = fmt.Sprintf("%s/%s/%s", num(u.FirstByte.P50), num(u.FirstByte.P99), num(u.FirstByte.Max))
 		}
-		p("  %-32s %8d %8d  %-24s  %s\n", u.Address, u.Count, u.OK, lat, failureList(u.Modes))
+		p("  %-32s %8d %8d %8d  %-24s  %s\n", u.Address, u.Count, u.OK, u.SentNothing, lat, failureList(u.Modes))
+	}
+	if s.SentNothing.Count > 0 {
+		p("  (NOTHING: connections that sent nothing, also in COUNT)\n")
 	}
 
 	p("\nOver time (bucket %s)\n", time.Duration(s.BucketMS)*time.Millisecond)
@@ -81,10 +93,17 @@ func (s Summary) WriteText(w io.Writer) error {
 		if peak > 0 {
 			n = (b.Total*barWidth + peak - 1) / peak
 		}
-		p("  %-20s %6d %-*s %s\n", ts(b.Start), b.Total, barWidth, strings.Repeat("#", n), failureList(b.Modes))
+		list := failureList(b.Modes)
+		if b.SentNothing > 0 {
+			if list != "" {
+				list += "; "
+			}
+			list += fmt.Sprintf("%d sent nothing", b.SentNothing)
+		}
+		p("  %-20s %6d %-*s %s\n", ts(b.Start), b.Total, barWidth, strings.Repeat("#", n), list)
 	}
 
-	p("\nIssuer latency (ccproxy.upstream.first_byte_ms)\n")
+	p("\nIssuer latency (%s)\n", trace.UpstreamFirstByteMS)
 	if s.FirstByte.Count == 0 {
 		p("  no connection reached the upstream's first byte\n")
 	} else {
@@ -108,6 +127,15 @@ func (s Summary) WriteText(w io.Writer) error {
 		}
 	}
 	return flush(bw)
+}
+
+// sentNothingLine is the one line that names the connections set apart, in
+// the text report and on the HTML page.
+func sentNothingLine(n int) string {
+	if n == 1 {
+		return "1 connection sent nothing (health check, port scan, abandoned retry): the client closed before its first byte"
+	}
+	return fmt.Sprintf("%d connections sent nothing (health checks, port scans, abandoned retries): the client closed before its first byte", n)
 }
 
 func flush(bw *bufio.Writer) error {

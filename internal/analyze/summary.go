@@ -38,12 +38,19 @@ func (o Options) Keep(c Connection) bool {
 
 // Summary is the result of Summarize; it marshals to the JSON that
 // `ccproxy analyze --output json` prints.
+//
+// Connections counts every connection selected; those whose client sent
+// nothing (Connection.SentNothing) are counted in SentNothing only, and
+// Modes, Details, FirstByte and the Modes of each upstream and bucket
+// describe the rest, so that health checks and port scans do not top the
+// failures. Upstream and bucket counts include both.
 type Summary struct {
 	Connections int          `json:"connections"`
 	From        time.Time    `json:"from,omitzero"`
 	To          time.Time    `json:"to,omitzero"`
 	Filter      Filter       `json:"filter"`
 	Read        ReadStats    `json:"read"`
+	SentNothing SentNothing  `json:"sent_nothing"`
 	Modes       []ModeCount  `json:"modes"`
 	Upstreams   []Upstream   `json:"upstreams"`
 	BucketMS    int64        `json:"bucket_ms"`
@@ -59,29 +66,44 @@ type Filter struct {
 	Mode  string    `json:"mode,omitempty"`
 }
 
+// SentNothing counts the connections set apart from the failures: ended
+// (client_aborted) without a single byte from the client, as port scans, TCP
+// health checks and clients that gave up to retry leave them.
+type SentNothing struct {
+	Count int       `json:"count"`
+	First time.Time `json:"first,omitzero"`
+	Last  time.Time `json:"last,omitzero"`
+}
+
 // ModeCount is how often a failure mode occurred and when.
 type ModeCount struct {
-	Mode    string    `json:"mode"`
-	Count   int       `json:"count"`
+	Mode  string `json:"mode"`
+	Count int    `json:"count"`
+	// Percent is of the connections that sent something (Connections
+	// minus SentNothing), which the modes add up to.
 	Percent float64   `json:"percent"`
 	First   time.Time `json:"first"`
 	Last    time.Time `json:"last"`
 }
 
-// Upstream is the breakdown for one upstream address.
+// Upstream is the breakdown for one upstream address. Count includes
+// SentNothing; Modes does not.
 type Upstream struct {
-	Address   string         `json:"address"`
-	Count     int            `json:"count"`
-	OK        int            `json:"ok"`
-	Modes     map[string]int `json:"modes"`
-	FirstByte Percentiles    `json:"first_byte_ms"`
+	Address     string         `json:"address"`
+	Count       int            `json:"count"`
+	OK          int            `json:"ok"`
+	SentNothing int            `json:"sent_nothing"`
+	Modes       map[string]int `json:"modes"`
+	FirstByte   Percentiles    `json:"first_byte_ms"`
 }
 
 // Bucket counts the connections that started in [Start, Start+bucket).
+// Total includes SentNothing; Modes does not.
 type Bucket struct {
-	Start time.Time      `json:"start"`
-	Total int            `json:"total"`
-	Modes map[string]int `json:"modes"`
+	Start       time.Time      `json:"start"`
+	Total       int            `json:"total"`
+	SentNothing int            `json:"sent_nothing,omitempty"`
+	Modes       map[string]int `json:"modes"`
 }
 
 // Percentiles of a set of millisecond values (nearest rank).
@@ -160,6 +182,22 @@ func Summarize(conns []Connection, opts Options) Summary {
 	details := map[[2]string]int{}
 	var firstBytes []float64
 	for _, c := range kept {
+		u := ups[c.Upstream]
+		if u == nil {
+			u = &Upstream{Address: c.Upstream, Modes: map[string]int{}}
+			ups[c.Upstream] = u
+		}
+		u.Count++
+		if c.SentNothing() {
+			u.SentNothing++
+			if s.SentNothing.Count == 0 {
+				s.SentNothing.First = c.Start
+			}
+			s.SentNothing.Count++
+			s.SentNothing.Last = c.Start
+			continue
+		}
+
 		m := modes[c.Mode]
 		if m == nil {
 			m = &ModeCount{Mode: c.Mode, First: c.Start}
@@ -168,12 +206,6 @@ func Summarize(conns []Connection, opts Options) Summary {
 		m.Count++
 		m.Last = c.Start
 
-		u := ups[c.Upstream]
-		if u == nil {
-			u = &Upstream{Address: c.Upstream, Modes: map[string]int{}}
-			ups[c.Upstream] = u
-		}
-		u.Count++
 		u.Modes[c.Mode]++
 		if c.Mode == "ok" {
 			u.OK++
@@ -187,8 +219,9 @@ func Summarize(conns []Connection, opts Options) Summary {
 		}
 	}
 
+	sent := len(kept) - s.SentNothing.Count
 	for _, m := range modes {
-		m.Percent = round1(100 * float64(m.Count) / float64(len(kept)))
+		m.Percent = round1(100 * float64(m.Count) / float64(sent))
 		s.Modes = append(s.Modes, *m)
 	}
 	sort.Slice(s.Modes, func(i, j int) bool {
@@ -251,7 +284,11 @@ func buckets(sorted []Connection, width time.Duration) []Bucket {
 	for _, c := range sorted {
 		i := int(c.Start.Truncate(width).Sub(first) / width)
 		out[i].Total++
-		out[i].Modes[c.Mode]++
+		if c.SentNothing() {
+			out[i].SentNothing++
+		} else {
+			out[i].Modes[c.Mode]++
+		}
 	}
 	return out
 }
