@@ -88,9 +88,9 @@ func TestRelayRefinesWithProbe(t *testing.T) {
 			fault: coordinator.FaultOldCoordinator, wire: failure.IssuerError, want: failure.CoordinatorVersionMismatch,
 			check: func(t *testing.T, ct connectionTrace) {
 				p := ct.probes[0].Attributes()
-				if attr(p, string(probe.AttrAttempts)) != "2" || attr(p, string(probe.AttrResult)) != string(failure.IssuerError) ||
-					attr(p, string(probe.AttrSNIResult)) != string(failure.OK) {
-					t.Errorf("probe span: attempts %s, SNI result %s", attr(p, string(probe.AttrAttempts)), attr(p, string(probe.AttrSNIResult)))
+				if attr(p, string(trace.ProbeAttempts)) != "2" || attr(p, string(trace.ProbeResult)) != string(failure.IssuerError) ||
+					attr(p, string(trace.ProbeSNIResult)) != string(failure.OK) {
+					t.Errorf("probe span: attempts %s, SNI result %s", attr(p, string(trace.ProbeAttempts)), attr(p, string(trace.ProbeSNIResult)))
 				}
 			},
 		},
@@ -100,7 +100,7 @@ func TestRelayRefinesWithProbe(t *testing.T) {
 			fault: coordinator.FaultOldCoordinator, noSNI: true, wire: failure.ClientRejectedCertificate, want: failure.CoordinatorVersionMismatch,
 			check: func(t *testing.T, ct connectionTrace) {
 				p := ct.probes[0].Attributes()
-				if attr(p, string(probe.AttrResult)) != string(failure.ReportDataMismatch) || attr(p, string(probe.AttrSNIResult)) != string(failure.OK) {
+				if attr(p, string(trace.ProbeResult)) != string(failure.ReportDataMismatch) || attr(p, string(trace.ProbeSNIResult)) != string(failure.OK) {
 					t.Errorf("probe span: %v", p.AsRaw())
 				}
 			},
@@ -111,8 +111,8 @@ func TestRelayRefinesWithProbe(t *testing.T) {
 			fault: coordinator.FaultReplayedEvidence, wire: failure.IssuerError, want: failure.ReportDataMismatch,
 			check: func(t *testing.T, ct connectionTrace) {
 				p := ct.probes[0].Attributes()
-				if attr(p, string(probe.AttrAttempts)) != "2" || attr(p, string(probe.AttrResult)) != string(failure.IssuerError) ||
-					attr(p, string(probe.AttrSNIResult)) != string(failure.ReportDataMismatch) {
+				if attr(p, string(trace.ProbeAttempts)) != "2" || attr(p, string(trace.ProbeResult)) != string(failure.IssuerError) ||
+					attr(p, string(trace.ProbeSNIResult)) != string(failure.ReportDataMismatch) {
 					t.Errorf("probe span: %v", p.AsRaw())
 				}
 				if d := attr(ct.root.Attributes(), string(trace.FailureDetail)); !strings.Contains(d, "not merely older") || strings.Contains(d, "predates") {
@@ -124,7 +124,7 @@ func TestRelayRefinesWithProbe(t *testing.T) {
 			fault: coordinator.FaultReplayedEvidence, noSNI: true, wire: failure.ClientRejectedCertificate, want: failure.ReportDataMismatch,
 			check: func(t *testing.T, ct connectionTrace) {
 				p := ct.probes[0].Attributes()
-				if attr(p, string(probe.AttrResult)) != string(failure.ReportDataMismatch) || attr(p, string(probe.AttrSNIResult)) != string(failure.ReportDataMismatch) {
+				if attr(p, string(trace.ProbeResult)) != string(failure.ReportDataMismatch) || attr(p, string(trace.ProbeSNIResult)) != string(failure.ReportDataMismatch) {
 					t.Errorf("probe span: %v", p.AsRaw())
 				}
 			},
@@ -134,7 +134,7 @@ func TestRelayRefinesWithProbe(t *testing.T) {
 			// SNI-nonce retry is unbound too, so no version mismatch.
 			fault: coordinator.FaultReportDataUnbound, noSNI: true, wire: failure.ClientRejectedCertificate, want: failure.ReportDataMismatch,
 			check: func(t *testing.T, ct connectionTrace) {
-				if attr(ct.probes[0].Attributes(), string(probe.AttrSNIResult)) != string(failure.ReportDataMismatch) {
+				if attr(ct.probes[0].Attributes(), string(trace.ProbeSNIResult)) != string(failure.ReportDataMismatch) {
 					t.Errorf("probe span: %v", ct.probes[0].Attributes().AsRaw())
 				}
 			},
@@ -202,7 +202,7 @@ func TestRelayRefinesWithProbe(t *testing.T) {
 				if attr(x.root.Attributes(), string(trace.FailureMode)) != string(tc.want) {
 					continue
 				}
-				if ct == nil || (len(x.probes) > 0 && attr(x.probes[0].Attributes(), string(probe.AttrCached)) == "false") {
+				if ct == nil || (len(x.probes) > 0 && attr(x.probes[0].Attributes(), string(trace.ProbeCached)) == "false") {
 					ct = &x
 				}
 			}
@@ -226,7 +226,7 @@ func TestRelayRefinesWithProbe(t *testing.T) {
 			// still encloses it and every other child.
 			ct.checkNested(t)
 			p := ps.Attributes()
-			if got := attr(p, string(probe.AttrTrigger)); got != string(tc.wire) {
+			if got := attr(p, string(trace.ProbeTrigger)); got != string(tc.wire) {
 				t.Errorf("probe trigger %q, want %q", got, tc.wire)
 			}
 			if got := attr(p, string(trace.FailureMode)); got != string(tc.want) {
@@ -235,7 +235,7 @@ func TestRelayRefinesWithProbe(t *testing.T) {
 			if got := attr(p, string(trace.ATLSNonceSource)); got != tc.style.String() {
 				t.Errorf("probe nonce source %q, want the client's %q", got, tc.style)
 			}
-			if attr(p, string(probe.AttrCached)) != "false" || attr(p, string(trace.UpstreamFirstByteMS)) == "" {
+			if attr(p, string(trace.ProbeCached)) != "false" || attr(p, string(trace.UpstreamFirstByteMS)) == "" {
 				t.Errorf("probe span attributes: %v", p.AsRaw())
 			}
 			if tc.wire == failure.ClientRejectedCertificate && attr(p, string(trace.TLSProtocolVersion)) != "1.3" {
@@ -275,7 +275,7 @@ func TestRelayProbeCache(t *testing.T) {
 		if len(ct.probes) != 1 {
 			t.Fatalf("%d probe spans", len(ct.probes))
 		}
-		switch attr(ct.probes[0].Attributes(), string(probe.AttrCached)) {
+		switch attr(ct.probes[0].Attributes(), string(trace.ProbeCached)) {
 		case "true":
 			cached++
 		default:

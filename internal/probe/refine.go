@@ -18,32 +18,6 @@ import (
 	"github.com/ccproxy-dev/ccproxy/trace"
 )
 
-// Attributes of the probe span beyond the contract's (names are stable).
-const (
-	// AttrTrigger is the wire verdict that made the relay probe.
-	AttrTrigger = attribute.Key("ccproxy.probe.trigger")
-	// AttrResult is what the probe's first connection, which repeats the
-	// client's nonce placement and TLS version, found, also when it does not
-	// change the connection's verdict.
-	AttrResult = attribute.Key("ccproxy.probe.failure_mode")
-	// AttrResultDetail is the detail of AttrResult.
-	AttrResultDetail = attribute.Key("ccproxy.probe.failure_detail")
-	// AttrAttempts counts the probe's connections (2 when the nonce was
-	// also tried in the SNI).
-	AttrAttempts = attribute.Key("ccproxy.probe.attempts")
-	// AttrSNIResult is the mode of the SNI-nonce connection, when made.
-	AttrSNIResult = attribute.Key("ccproxy.probe.sni_nonce.failure_mode")
-	// AttrCached is true when the result came from another connection's
-	// probe of the same upstream: a finished one (see
-	// RefinerConfig.CacheTTL) or one in flight that this connection waited
-	// for.
-	AttrCached = attribute.Key("ccproxy.probe.cached")
-	// AttrCacheAgeMS is the age of a reused result (0 when it was waited for).
-	AttrCacheAgeMS = attribute.Key("ccproxy.probe.cache_age_ms")
-	// AttrPeerAddress is the address the probe connected to.
-	AttrPeerAddress = attribute.Key("network.peer.address")
-)
-
 // RefinerConfig configures the relay's active probes.
 type RefinerConfig struct {
 	// Probe is the base configuration: evidence options, timeout, dialer.
@@ -334,24 +308,24 @@ func (r *Refiner) refinement(q question, wire inspect.Verdict, ans answer, reuse
 		ref.Evidence = &ev
 	}
 	ref.Attrs = []attribute.KeyValue{
-		AttrTrigger.String(string(q.trigger)),
-		AttrAttempts.Int(len(ans.attempts)),
-		AttrCached.Bool(reused),
+		trace.ProbeTrigger.String(string(q.trigger)),
+		trace.ProbeAttempts.Int(len(ans.attempts)),
+		trace.ProbeCached.Bool(reused),
 	}
 	if reused {
-		ref.Attrs = append(ref.Attrs, AttrCacheAgeMS.Float64(ms(age)))
+		ref.Attrs = append(ref.Attrs, trace.ProbeCacheAgeMS.Float64(ms(age)))
 	}
 	if len(ans.attempts) > 0 {
 		a := ans.attempts[0]
 		ref.Attrs = append(ref.Attrs,
-			AttrResult.String(string(a.Mode)),
-			AttrResultDetail.String(a.Detail),
+			trace.ProbeResult.String(string(a.Mode)),
+			trace.ProbeResultDetail.String(a.Detail),
 			trace.ATLSNonceSource.String(a.NonceStyle),
 			trace.ATLSClientNonce.String(a.Nonce),
 			trace.TLSServerName.String(a.ServerName),
 		)
 		if a.Address != "" {
-			ref.Attrs = append(ref.Attrs, AttrPeerAddress.String(a.Address))
+			ref.Attrs = append(ref.Attrs, trace.NetworkPeerAddress.String(a.Address))
 		}
 		if a.TLSVersion != "" {
 			ref.Attrs = append(ref.Attrs, trace.TLSProtocolVersion.String(a.TLSVersion))
@@ -366,7 +340,7 @@ func (r *Refiner) refinement(q question, wire inspect.Verdict, ans answer, reuse
 			ref.Attrs = append(ref.Attrs, trace.HandshakeMS.Float64(ms(a.Timings.Handshake)))
 		}
 		if len(ans.attempts) > 1 {
-			ref.Attrs = append(ref.Attrs, AttrSNIResult.String(string(ans.attempts[1].Mode)))
+			ref.Attrs = append(ref.Attrs, trace.ProbeSNIResult.String(string(ans.attempts[1].Mode)))
 		}
 	}
 	return ref

@@ -13,6 +13,7 @@ import (
 	"github.com/ccproxy-dev/ccproxy/internal/atls"
 	"github.com/ccproxy-dev/ccproxy/internal/failure"
 	"github.com/ccproxy-dev/ccproxy/proxy/inspect"
+	"github.com/ccproxy-dev/ccproxy/trace"
 )
 
 func hello(sni string, alpn []string, versions ...uint16) *inspect.ClientHello {
@@ -118,7 +119,7 @@ func refineOnce(t *testing.T, r *Refiner, upstream string) (mode failure.Mode, c
 		t.Fatal("no refinement")
 	}
 	for _, a := range ref.Attrs {
-		if a.Key == AttrCached {
+		if a.Key == trace.ProbeCached {
 			cached = a.Value.AsBool()
 		}
 	}

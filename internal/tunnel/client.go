@@ -18,12 +18,6 @@ import (
 	"github.com/ccproxy-dev/ccproxy/proxy"
 )
 
-// Span names of the local side, besides its trace.SpanConnection root.
-const (
-	SpanTunnelOpen   = "tunnel.open"   // waiting for the tunnel and opening the stream
-	SpanTunnelStream = "tunnel.stream" // the stream; the server's connection span is its child
-)
-
 // Client defaults.
 const (
 	DefaultMinBackoff     = 100 * time.Millisecond

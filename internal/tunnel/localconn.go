@@ -36,8 +36,8 @@ func (cs *clientState) handle(ctx context.Context, r LocalRoute, tcp net.Conn) {
 		oteltrace.WithSpanKind(oteltrace.SpanKindServer),
 		oteltrace.WithAttributes(
 			trace.ListenAddress.String(r.Listen),
-			AttrTunnelServer.String(cs.c.Server),
-			AttrRoute.String(r.Route),
+			trace.TunnelServer.String(cs.c.Server),
+			trace.TunnelRoute.String(r.Route),
 		))
 	if a, ok := tcp.RemoteAddr().(*net.TCPAddr); ok {
 		span.SetAttributes(trace.ClientAddress.String(a.IP.String()), trace.ClientPort.Int(a.Port))
@@ -45,7 +45,7 @@ func (cs *clientState) handle(ctx context.Context, r LocalRoute, tcp net.Conn) {
 	res.TraceID = span.SpanContext().TraceID()
 
 	octx, cancel := context.WithTimeout(ctx, cs.c.dialTimeout())
-	_, openSpan := cs.tracer.Start(sctx, SpanTunnelOpen, oteltrace.WithSpanKind(oteltrace.SpanKindClient))
+	_, openSpan := cs.tracer.Start(sctx, trace.SpanTunnelOpen, oteltrace.WithSpanKind(oteltrace.SpanKindClient))
 	sess, st, err := cs.open(octx)
 	cancel()
 	if err != nil {
@@ -57,16 +57,16 @@ func (cs *clientState) handle(ctx context.Context, r LocalRoute, tcp net.Conn) {
 		cs.finish(span, res, cs.openFailure(ctx, err))
 		return
 	}
-	openSpan.SetAttributes(AttrStreamID.Int64(int64(st.StreamID())))
+	openSpan.SetAttributes(trace.TunnelStreamID.Int64(int64(st.StreamID())))
 	openSpan.End()
-	span.SetAttributes(AttrStreamID.Int64(int64(st.StreamID())))
+	span.SetAttributes(trace.TunnelStreamID.Int64(int64(st.StreamID())))
 
 	defer sess.release()
 	vch := sess.register(st.StreamID())
 	defer sess.unregister(st.StreamID())
-	stctx, streamSpan := cs.tracer.Start(sctx, SpanTunnelStream,
+	stctx, streamSpan := cs.tracer.Start(sctx, trace.SpanTunnelStream,
 		oteltrace.WithSpanKind(oteltrace.SpanKindClient),
-		oteltrace.WithAttributes(AttrStreamID.Int64(int64(st.StreamID())), AttrTunnelServer.String(cs.c.Server)))
+		oteltrace.WithAttributes(trace.TunnelStreamID.Int64(int64(st.StreamID())), trace.TunnelServer.String(cs.c.Server)))
 	carrier := propagation.MapCarrier{}
 	propagation.TraceContext{}.Inject(stctx, carrier)
 	header, err := Header{Route: r.Route, TraceParent: carrier.Get("traceparent"), TraceState: carrier.Get("tracestate")}.Marshal()
@@ -267,10 +267,10 @@ func (cs *clientState) finish(span oteltrace.Span, res Result, o outcome) {
 		source = "remote"
 	} else {
 		res.Failure = o.failure
-		span.SetAttributes(AttrTunnelFailure.String(string(o.failure)))
+		span.SetAttributes(trace.TunnelFailure.String(string(o.failure)))
 	}
 	v := res.Verdict
-	span.SetAttributes(AttrVerdictFrom.String(source))
+	span.SetAttributes(trace.TunnelVerdictSource.String(source))
 	if v.Upstream != "" {
 		span.SetAttributes(trace.UpstreamAddress.String(v.Upstream))
 		if host, port, err := net.SplitHostPort(v.Upstream); err == nil {

@@ -13,20 +13,6 @@ import (
 	"github.com/ccproxy-dev/ccproxy/trace"
 )
 
-// Span attributes the tunnel adds, on both sides.
-const (
-	AttrTunnelServer = attribute.Key("ccproxy.tunnel.server")           // local side: the tunnel server as configured
-	AttrTunnelPeer   = attribute.Key("ccproxy.tunnel.peer")             // server side: the client's UDP address
-	AttrPeerFP       = attribute.Key("ccproxy.tunnel.peer_fingerprint") // server side: the client's pinned certificate
-	AttrRoute        = attribute.Key("ccproxy.tunnel.route")            // the route name asked for ("" is the default)
-	AttrStreamID     = attribute.Key("ccproxy.tunnel.stream_id")        // QUIC stream ID within the tunnel connection
-	AttrVerdictFrom  = attribute.Key("ccproxy.tunnel.verdict_source")   // local side: "remote" or "local"
-	// AttrTunnelFailure is set on the local side when the verdict is
-	// "local" (tunnel_unavailable): why the tunnel could not carry the
-	// connection, one of verdict.TunnelFailure's values (e.g. "tunnel down").
-	AttrTunnelFailure = attribute.Key("ccproxy.tunnel.failure")
-)
-
 // Route is one upstream the server relays to. The first route of a
 // Server is its default.
 type Route struct {
@@ -85,12 +71,12 @@ func WatchRelayer(p *proxy.Proxy, cfg watch.Config) Relayer {
 
 func (r Request) spanAttrs() []attribute.KeyValue {
 	attrs := []attribute.KeyValue{
-		AttrRoute.String(r.Route.Name),
-		AttrStreamID.Int64(r.StreamID),
-		AttrPeerFP.String(r.PeerFingerprint.String()),
+		trace.TunnelRoute.String(r.Route.Name),
+		trace.TunnelStreamID.Int64(r.StreamID),
+		trace.TunnelPeerFingerprint.String(r.PeerFingerprint.String()),
 	}
 	if r.Peer != nil {
-		attrs = append(attrs, AttrTunnelPeer.String(r.Peer.String()))
+		attrs = append(attrs, trace.TunnelPeer.String(r.Peer.String()))
 		// watch names client.address only for TCP peers; the tunnel's
 		// client is the QUIC peer.
 		if u, ok := r.Peer.(*net.UDPAddr); ok {

@@ -371,14 +371,14 @@ func TestTunnelFailureModeReachesLocalSpan(t *testing.T) {
 			if got := attr(root, string(trace.UpstreamAddress)); got != upstream {
 				t.Errorf("local span upstream %q, want %q", got, upstream)
 			}
-			if got := attr(root, string(AttrVerdictFrom)); got != "remote" {
+			if got := attr(root, string(trace.TunnelVerdictSource)); got != "remote" {
 				t.Errorf("local span verdict source %q, want remote", got)
 			}
-			if _, ok := root.Attributes().Get(string(AttrTunnelFailure)); ok {
-				t.Errorf("local span has %s with the server's verdict", AttrTunnelFailure)
+			if _, ok := root.Attributes().Get(string(trace.TunnelFailure)); ok {
+				t.Errorf("local span has %s with the server's verdict", trace.TunnelFailure)
 			}
 			stream := findSpan(t, local, func(s ptrace.Span) bool {
-				return s.Name() == SpanTunnelStream && s.TraceID() == root.TraceID()
+				return s.Name() == trace.SpanTunnelStream && s.TraceID() == root.TraceID()
 			})
 
 			remote := readSpans(t, e.remoteFile)
@@ -392,7 +392,7 @@ func TestTunnelFailureModeReachesLocalSpan(t *testing.T) {
 			if got := attr(rs, string(trace.FailureMode)); got != string(tt.want) {
 				t.Errorf("remote span failure mode %q, want %q", got, tt.want)
 			}
-			if got := attr(rs, string(AttrPeerFP)); got != e.clientFP.String() {
+			if got := attr(rs, string(trace.TunnelPeerFingerprint)); got != e.clientFP.String() {
 				t.Errorf("remote span peer fingerprint %q, want %s", got, e.clientFP)
 			}
 		})

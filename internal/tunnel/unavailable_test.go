@@ -208,11 +208,11 @@ func TestTunnelUnavailableEndToEnd(t *testing.T) {
 			if got := attr(root, string(trace.FailureDetail)); got != res.Verdict.Detail {
 				t.Errorf("local span detail %q, want %q", got, res.Verdict.Detail)
 			}
-			if got := attr(root, string(AttrVerdictFrom)); got != "local" {
+			if got := attr(root, string(trace.TunnelVerdictSource)); got != "local" {
 				t.Errorf("local span verdict source %q, want local", got)
 			}
-			if got := attr(root, string(AttrTunnelFailure)); got != string(tt.want) {
-				t.Errorf("local span %s %q, want %q", AttrTunnelFailure, got, tt.want)
+			if got := attr(root, string(trace.TunnelFailure)); got != string(tt.want) {
+				t.Errorf("local span %s %q, want %q", trace.TunnelFailure, got, tt.want)
 			}
 			if root.Status().Code() != ptrace.StatusCodeError {
 				t.Errorf("local span status %s, want Error", root.Status().Code())
