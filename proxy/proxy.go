@@ -18,6 +18,12 @@ const (
 	DefaultIdleTimeout  = 30 * time.Minute
 	DefaultDrainTimeout = 30 * time.Second
 	DefaultMaxConns     = 10000
+	// DefaultClientHelloTimeout is how long a client on an inspected route
+	// may take to send its complete ClientHello once the upstream
+	// connection is up. A Contrast CLI sends it at once; a client that
+	// connects and sends nothing would otherwise hold a slot for the whole
+	// idle timeout.
+	DefaultClientHelloTimeout = 10 * time.Second
 )
 
 // Route is one listen address relayed to one upstream.
@@ -49,6 +55,12 @@ type Proxy struct {
 	IdleTimeout  time.Duration // both directions silent this long ends a connection; 0 means DefaultIdleTimeout, <0 disables
 	DrainTimeout time.Duration // after ctx ends, in-flight connections get this long; 0 means DefaultDrainTimeout
 	MaxConns     int           // concurrent connections over all routes; 0 means DefaultMaxConns
+	// ClientHelloTimeout bounds, on inspected routes whose Observer is a
+	// HelloObserver, the time from the upstream connection being up to the
+	// client's complete ClientHello; a client that misses it is reset and
+	// its client direction ends with a *HelloTimeoutError. 0 means
+	// DefaultClientHelloTimeout, <0 disables.
+	ClientHelloTimeout time.Duration
 
 	Logger *slog.Logger
 
@@ -61,11 +73,22 @@ type Proxy struct {
 	// MaxConns was reached.
 	OnRefused func(r Route)
 
+	// OnExhausted, if set, is called for every accept or upstream dial that
+	// failed because the process or the host ran out of a resource
+	// (descriptors: EMFILE, ENFILE; kernel memory: ENOBUFS, ENOMEM; local
+	// ports: EADDRNOTAVAIL). op is "accept" or "dial". Exhausted counts them
+	// whether or not it is set.
+	OnExhausted func(r Route, op string, err error)
+
 	// Ready, if set, is called once every listener is bound, with the bound
 	// addresses in Route order (useful with ":0").
 	Ready func(addrs []net.Addr)
 
 	dialer *net.Dialer // for tests; nil means a plain net.Dialer
+
+	// exhausted is made by Serve; a pointer, so that a Proxy can be
+	// copied as a template (the tunnel does) before it serves.
+	exhausted *exhaustion
 }
 
 func (p *Proxy) dialTimeout() time.Duration {
@@ -97,6 +120,16 @@ func (p *Proxy) maxConns() int {
 		return p.MaxConns
 	}
 	return DefaultMaxConns
+}
+
+func (p *Proxy) clientHelloTimeout() time.Duration {
+	switch {
+	case p.ClientHelloTimeout < 0:
+		return 0
+	case p.ClientHelloTimeout == 0:
+		return DefaultClientHelloTimeout
+	}
+	return p.ClientHelloTimeout
 }
 
 func (p *Proxy) logger() *slog.Logger {
@@ -144,11 +177,15 @@ func (p *Proxy) Serve(ctx context.Context, lns []net.Listener) error {
 	if len(lns) != len(p.Routes) {
 		return fmt.Errorf("serve: %d listeners for %d routes", len(lns), len(p.Routes))
 	}
+	if p.exhausted == nil {
+		p.exhausted = new(exhaustion)
+	}
 	s := &server{
 		p:     p,
 		log:   p.logger(),
 		sem:   make(chan struct{}, p.maxConns()),
 		conns: make(map[*relay]struct{}),
+		ex:    p.exhausted,
 	}
 	// hardCtx ends when the drain period is over: it aborts dials and tells
 	// every remaining relay to close.
@@ -201,6 +238,7 @@ type server struct {
 	log *slog.Logger
 	sem chan struct{}
 	wg  sync.WaitGroup
+	ex  *exhaustion
 
 	mu    sync.Mutex
 	conns map[*relay]struct{}
@@ -221,10 +259,14 @@ func (s *server) closeAll() {
 }
 
 func (s *server) acceptLoop(ctx context.Context, r Route, ln net.Listener) {
-	Accept(ln, s.log, s.sem, &s.wg, func(c net.Conn) {
+	acceptLoop(ln, s.log, s.sem, &s.wg, func(c net.Conn) {
 		if s.p.OnRefused != nil {
 			s.p.OnRefused(r)
 		}
+	}, func(err error) {
+		s.exhaust(r, "accept", err)
+	}, func() {
+		s.ex.recovered(s.log, "accept")
 	}, func(c net.Conn, done func()) { s.handle(ctx, r, c, done) })
 }
 
@@ -236,9 +278,21 @@ func (s *server) acceptLoop(ctx context.Context, r Route, ln net.Listener) {
 // which it may do after returning (the relay's copy goroutines do). wg
 // counts connections in flight; Add happens before the goroutine starts, so
 // a Wait after ln is closed cannot miss one.
+//
+// An accept that fails for want of descriptors or memory (see
+// IsExhausted) is logged once per episode by the Proxy that runs the
+// loop, not here; Accept itself logs every failure as before.
 func Accept(ln net.Listener, log *slog.Logger, limit chan struct{}, wg *sync.WaitGroup, refused func(net.Conn), handle func(c net.Conn, done func())) {
+	acceptLoop(ln, log, limit, wg, refused, nil, nil, handle)
+}
+
+// acceptLoop is Accept with two hooks for resource exhaustion: exhausted
+// gets every accept error IsExhausted names (and then the loop does not log
+// it itself), accepted is called after an accept succeeds following one.
+func acceptLoop(ln net.Listener, log *slog.Logger, limit chan struct{}, wg *sync.WaitGroup, refused func(net.Conn), exhausted func(error), accepted func(), handle func(c net.Conn, done func())) {
 	var delay time.Duration
 	var refusedN int64
+	failing := false
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -250,11 +304,20 @@ func Accept(ln net.Listener, log *slog.Logger, limit chan struct{}, wg *sync.Wai
 			} else if delay *= 2; delay > time.Second {
 				delay = time.Second
 			}
-			log.Warn("accept failed", "listen", ln.Addr().String(), "err", err, "retry_in", delay.String())
+			if exhausted != nil && IsExhausted(err) {
+				failing = true
+				exhausted(err)
+			} else {
+				log.Warn("accept failed", "listen", ln.Addr().String(), "err", err, "retry_in", delay.String())
+			}
 			time.Sleep(delay)
 			continue
 		}
 		delay = 0
+		if failing {
+			failing = false
+			accepted()
+		}
 		select {
 		case limit <- struct{}{}:
 		default:
@@ -291,6 +354,9 @@ func (s *server) handle(ctx context.Context, r Route, client net.Conn, done func
 		obs:    obs,
 		idle:   s.p.idleTimeout(),
 	}
+	if ho, ok := obs.(HelloObserver); ok && r.Inspect {
+		rl.hello, rl.helloTimeout = ho, s.p.clientHelloTimeout()
+	}
 	rl.inspect[0].Store(r.Inspect)
 	rl.inspect[1].Store(r.Inspect)
 	s.mu.Lock()
@@ -315,7 +381,13 @@ func (s *server) dial(r Route) func(ctx context.Context) (net.Conn, error) {
 	return func(ctx context.Context) (net.Conn, error) {
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
-		return d.DialContext(ctx, "tcp", r.Upstream)
+		c, err := d.DialContext(ctx, "tcp", r.Upstream)
+		if err != nil && IsExhausted(err) {
+			s.exhaust(r, "dial", err)
+		} else if err == nil {
+			s.ex.recovered(s.log, "dial")
+		}
+		return c, err
 	}
 }
 
@@ -332,7 +404,10 @@ type activity struct {
 // CloseWrite) and reset semantics. It returns when the connection is over.
 // MaxConns and draining are the caller's business.
 func (p *Proxy) RelayConn(ctx context.Context, r Route, client net.Conn) {
-	s := &server{p: p, log: p.logger(), conns: make(map[*relay]struct{})}
+	s := &server{p: p, log: p.logger(), conns: make(map[*relay]struct{}), ex: p.exhausted}
+	if s.ex == nil {
+		s.ex = new(exhaustion) // not serving: count for this connection only
+	}
 	over := make(chan struct{})
 	s.handle(ctx, r, client, func() { close(over) })
 	<-over

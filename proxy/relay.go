@@ -58,6 +58,18 @@ type Observer interface {
 	Closed(s Stats)
 }
 
+// HelloObserver is an Observer that can tell when the client's opening
+// message (the TLS ClientHello) is complete. On an inspected route the relay
+// then holds the client to the Proxy's ClientHelloTimeout: a client that
+// connects and sends nothing, or only part of a ClientHello, is reset when
+// it runs out instead of holding a slot until the idle timeout.
+type HelloObserver interface {
+	Observer
+	// HelloDone reports whether the client's ClientHello is complete (or
+	// its bytes turned out not to be one, which ends inspection anyway).
+	HelloDone() bool
+}
+
 type nopObserver struct{}
 
 func (nopObserver) Dialed(net.Conn, error, time.Duration) {}
@@ -77,13 +89,34 @@ var (
 	// ErrWrite marks a failure to write to the destination: the other
 	// peer's fault, not the one read from.
 	ErrWrite = errors.New("write to peer failed")
+	// ErrHelloTimeout: the client sent no complete ClientHello within the
+	// ClientHello timeout. The error a direction ends with is a
+	// *HelloTimeoutError, which says how long that was.
+	ErrHelloTimeout = errors.New("no ClientHello in time")
 )
+
+// HelloTimeoutError ends the client direction of a connection whose
+// client did not complete its ClientHello within Timeout.
+type HelloTimeoutError struct {
+	Timeout time.Duration
+}
+
+func (e *HelloTimeoutError) Error() string {
+	return "no complete ClientHello within " + e.Timeout.String()
+}
+
+func (e *HelloTimeoutError) Unwrap() error { return ErrHelloTimeout }
 
 type relay struct {
 	client   net.Conn
 	upstream net.Conn
 	obs      Observer
 	idle     time.Duration
+
+	// hello, if set, tells when the client's ClientHello is complete; the
+	// client has helloTimeout from the start of relaying to send it.
+	hello        HelloObserver
+	helloTimeout time.Duration
 
 	inspect [2]atomic.Bool
 	act     [2]activity
@@ -213,6 +246,11 @@ func (r *relay) finish(dir Direction, src, dst net.Conn, err error) {
 		} else {
 			dst.Close()
 		}
+	case errors.Is(err, ErrHelloTimeout):
+		// The client held a slot without a ClientHello: reset it, and
+		// the upstream that never got one.
+		resetConn(src)
+		resetConn(dst)
 	case errors.Is(err, ErrWrite):
 		// dst is gone (reset or closed): reset src so its peer learns at once.
 		r.dstFailed[dir].Store(true)
@@ -273,12 +311,30 @@ func (r *relay) inspectCopy(dir Direction, src, dst net.Conn) error {
 		return nil
 	}
 	buf := make([]byte, smallBuf)
+	// helloBy is when the client must have completed its ClientHello;
+	// zero once it has, or when no deadline applies.
+	var helloBy time.Time
+	if dir == ClientToUpstream && r.hello != nil && r.helloTimeout > 0 {
+		helloBy = time.Now().Add(r.helloTimeout)
+	}
 	for {
 		if !r.obs.Inspecting(dir) {
 			r.inspect[dir].Store(false)
 			return nil
 		}
-		r.armDeadline(src)
+		if !helloBy.IsZero() && r.hello.HelloDone() {
+			helloBy = time.Time{}
+			if r.idle <= 0 {
+				src.SetReadDeadline(time.Time{})
+			}
+		}
+		if helloBy.IsZero() {
+			r.armDeadline(src)
+		} else if r.idle > 0 && r.idle < time.Until(helloBy) {
+			r.armDeadline(src)
+		} else {
+			src.SetReadDeadline(helloBy)
+		}
 		n, err := src.Read(buf)
 		if n > 0 {
 			at := time.Now()
@@ -293,6 +349,9 @@ func (r *relay) inspectCopy(dir Direction, src, dst net.Conn) error {
 			}
 		}
 		if err != nil {
+			if isTimeout(err) && !helloBy.IsZero() && !time.Now().Before(helloBy) && !r.hello.HelloDone() {
+				return &HelloTimeoutError{Timeout: r.helloTimeout}
+			}
 			if isTimeout(err) && n == 0 {
 				if r.idleExpired(dir) {
 					return ErrIdle

@@ -140,7 +140,7 @@ func loadSettings(cmd *cobra.Command) (*settings, error) {
 // has no such flag: one file serves the relay and its subcommands.
 var sharedKeys = map[string]bool{
 	"listen": true, "upstream": true, "forward": true, "plain-ports": true, "dial-timeout": true,
-	"idle-timeout": true, "drain-timeout": true, "max-connections": true, "issuer-deadline": true,
+	"idle-timeout": true, "client-hello-timeout": true, "drain-timeout": true, "max-connections": true, "issuer-deadline": true,
 	"admin-listen": true, "trace-file": true, "otlp-endpoint": true, "manifest": true,
 	"coordinator-policy-hash": true, "snp-trusted-roots": true, "tdx-trusted-roots": true,
 	"offline": true, "log-format": true, "log-level": true, "probe-cache": true, "probe": true,

@@ -77,6 +77,7 @@ type relayConfig struct {
 	routes         []proxy.Route
 	dialTimeout    time.Duration
 	idleTimeout    time.Duration
+	helloTimeout   time.Duration
 	drainTimeout   time.Duration
 	maxConns       int
 	issuerDeadline time.Duration
@@ -123,6 +124,7 @@ func addRelayFlags(f *pflag.FlagSet) {
 	f.String("plain-ports", "1314,8200", "upstream ports relayed and traced without TLS inspection (comma separated)")
 	f.Duration("dial-timeout", proxy.DefaultDialTimeout, "upstream TCP connect timeout")
 	f.Duration("idle-timeout", proxy.DefaultIdleTimeout, "close a connection silent in both directions this long (0 disables)")
+	f.Duration("client-hello-timeout", proxy.DefaultClientHelloTimeout, "reset a client that has not sent its whole ClientHello this long after the upstream connected (client_aborted; 0 disables)")
 	f.Duration("issuer-deadline", watch.DefaultIssuerDeadline, "silence after the ClientHello beyond which a connection is issuer_timeout")
 	f.String("admin-listen", "", "serve /healthz, /readyz and /metrics on this address (off when empty)")
 	addEvidenceFlags(f)
@@ -141,6 +143,12 @@ func (c *relayConfig) parseRelayFlags(s *settings) (plain map[string]bool, err e
 	}
 	if c.idleTimeout == 0 {
 		c.idleTimeout = -1 // 0 disables
+	}
+	if c.helloTimeout, err = s.Duration("client-hello-timeout"); err != nil {
+		return nil, err
+	}
+	if c.helloTimeout == 0 {
+		c.helloTimeout = -1 // 0 disables
 	}
 	if c.issuerDeadline, err = s.Duration("issuer-deadline"); err != nil {
 		return nil, err
@@ -296,6 +304,7 @@ func serveRelay(ctx context.Context, cfg *relayConfig, log *slog.Logger, ready f
 		OnRefused:    func(r proxy.Route) { metrics.ConnRefused(r.Listen) },
 		Ready:        ready,
 	}
+	p.ClientHelloTimeout = cfg.helloTimeout
 	lns, err := p.Listen(ctx)
 	if err != nil {
 		return usageErrorf("%v", err)

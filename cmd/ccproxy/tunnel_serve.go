@@ -162,7 +162,7 @@ func serveTunnel(ctx context.Context, cfg *tunnelServeConfig, log *slog.Logger) 
 		Cert:   cert,
 		Peers:  cfg.common.peers,
 		Relay: tunnel.WatchRelayer(
-			&proxy.Proxy{DialTimeout: rc.dialTimeout, IdleTimeout: rc.idleTimeout, Logger: log},
+			&proxy.Proxy{DialTimeout: rc.dialTimeout, IdleTimeout: rc.idleTimeout, ClientHelloTimeout: rc.helloTimeout, Logger: log},
 			watch.Config{
 				Tracer:         tp.Tracer(),
 				IssuerDeadline: rc.issuerDeadline,

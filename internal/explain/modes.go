@@ -17,7 +17,7 @@ var modeText = map[failure.Mode]struct {
 	steps   []string
 }{
 	failure.OK: {"The handshake finished and application data flowed both ways.", []string{"Nothing to do for this connection."}},
-	failure.ClientAborted: {"The client closed the connection before it had sent a complete ClientHello: a port scan, a health check, or a client that gave up at once.",
+	failure.ClientAborted: {"The client closed the connection before it had sent a complete ClientHello, or sent none within ccproxy's ClientHello timeout (`--client-hello-timeout`; ccproxy then reset it): a port scan, a health check, or a client that gave up at once or connected and waited.",
 		[]string{"Readiness probes and load balancer health checks look like this; compare the client address with your probes (`kubectl get nodes -o wide`)."}},
 	failure.ClientNotTLS: {"The client's first bytes were not a TLS handshake record: something speaks plain text (HTTP, a probe) to the attested port.",
 		[]string{"Point plain-text clients at the Coordinator's HTTP port 1314, not 1313."}},
@@ -75,6 +75,8 @@ var modeText = map[failure.Mode]struct {
 		[]string{"Read the gRPC code and message in the detail; for Unimplemented compare `contrast --version` with the Coordinator's image.", "Read the Coordinator's log around the time of the call: `kubectl logs -l app.kubernetes.io/name=coordinator --tail=200`."}},
 	failure.TunnelUnavailable: {"The local tunnel end (`ccproxy tunnel connect`) could not carry the connection to the in-cluster end (`ccproxy tunnel serve`): the tunnel is down or was never established, the peer's certificate pin was refused, the server is at its stream limit, or the server's verdict on the connection never came. The detail says which; the Coordinator was never reached through the tunnel.",
 		[]string{"Check that the in-cluster end runs and is reachable: the pod of `ccproxy tunnel serve` is ready, its log shows no errors, and its `--quic-listen` UDP port is open on the way (`--server HOST:PORT` of `tunnel connect`).", "Compare the pins: `ccproxy tunnel fingerprint <cert>` of each end's certificate must equal the `--peer-fingerprint` the other end was given.", "If the server is at its stream limit, wait for open connections to finish or raise `--max-streams` on `tunnel serve`."}},
+	failure.RelayResourceExhausted: {"ccproxy itself ran out of a resource when it dialed the upstream: open files (EMFILE for the process, ENFILE for the host), socket buffers or kernel memory (ENOBUFS, ENOMEM), or local ports (EADDRNOTAVAIL). Nothing is known about the upstream; the client got a reset at once.",
+		[]string{"Compare ccproxy's open descriptors (`ls /proc/<pid>/fd | wc -l`) with its limit (`grep 'open files' /proc/<pid>/limits`): each relayed connection holds two.", "Lower `--max-connections` below half the open-file limit, or raise the limit (`ulimit -n`, the container runtime's nofile setting).", "For EADDRNOTAVAIL, many connections to one upstream used up the local port range: `sysctl net.ipv4.ip_local_port_range`."}},
 }
 
 // modeNameRe finds a failure mode named in ccproxy's own output: log

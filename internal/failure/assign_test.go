@@ -51,6 +51,7 @@ var owners = map[failure.Mode]string{
 	failure.ManifestMismatch:           "internal/probe",
 	failure.CoordinatorAPIError:        "internal/probe",
 	failure.TunnelUnavailable:          "internal/verdict",
+	failure.RelayResourceExhausted:     "proxy/inspect",
 }
 
 // allowed are packages that may name any mode, and why. Everything not

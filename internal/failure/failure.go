@@ -42,6 +42,7 @@ const (
 	ManifestMismatch           Mode = "manifest_mismatch"
 	CoordinatorAPIError        Mode = "coordinator_api_error"
 	TunnelUnavailable          Mode = "tunnel_unavailable"
+	RelayResourceExhausted     Mode = "relay_resource_exhausted"
 )
 
 // All lists every contract mode in the contract's order.
@@ -53,6 +54,7 @@ var All = []Mode{
 	ReferenceValueMismatch, ClientRejectedCertificate, UnsupportedATLSVersion, ClockSkew,
 	CoordinatorVersionMismatch, TLSAlert, UpstreamReset, CoordinatorRecoveryMode,
 	CoordinatorNoManifest, ManifestMismatch, CoordinatorAPIError, TunnelUnavailable,
+	RelayResourceExhausted,
 }
 
 // Known reports whether m is a value of the contract's table.

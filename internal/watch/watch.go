@@ -228,6 +228,18 @@ func (o *conn) Inspecting(dir proxy.Direction) bool {
 	return o.cls.WantsMore(inspectDir(dir))
 }
 
+// HelloDone makes conn a proxy.HelloObserver: the relay holds the client
+// to its ClientHello timeout until the classifier has seen a complete
+// ClientHello.
+func (o *conn) HelloDone() bool {
+	if o.c2s == nil {
+		return true
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.cls.HelloDone()
+}
+
 // onEvent is the parsers' sink; both parsers call it, each from its own
 // direction's goroutine.
 func (o *conn) onEvent(ev inspect.Event) {

@@ -253,6 +253,13 @@ func (c *Classifier) clientSide() (Verdict, bool) {
 	if c.clientParse != nil {
 		return Verdict{failure.ClientNotTLS, fmt.Sprintf("The client's ClientHello could not be parsed: %v.", c.clientParse)}, true
 	}
+	var late *proxy.HelloTimeoutError
+	if errors.As(c.clientEnded, &late) {
+		if c.clientBytes == 0 {
+			return Verdict{failure.ClientAborted, fmt.Sprintf("No ClientHello came in time: the client sent no byte within the ClientHello timeout (%s), so ccproxy reset the connection.", late.Timeout)}, true
+		}
+		return Verdict{failure.ClientAborted, fmt.Sprintf("No ClientHello came in time: the client sent %d bytes but no complete ClientHello within the ClientHello timeout (%s), so ccproxy reset the connection.", c.clientBytes, late.Timeout)}, true
+	}
 	how := "closed the connection"
 	switch {
 	case errors.Is(c.clientEnded, io.EOF):
@@ -445,6 +452,10 @@ func isCertAlert(d uint8) bool {
 func dialVerdict(err error) Verdict {
 	var dnsErr *net.DNSError
 	switch {
+	case proxy.IsExhausted(err):
+		// Checked first: the dial failed in this process before a packet
+		// left, so it says nothing about the upstream.
+		return Verdict{failure.RelayResourceExhausted, fmt.Sprintf("ccproxy ran out of resources dialing the upstream (%v): the dial failed here, before a packet left, so nothing is known about the upstream; the client was reset.", err)}
 	case errors.As(err, &dnsErr):
 		if dnsErr.IsTimeout {
 			return Verdict{failure.UpstreamDNSFailure, fmt.Sprintf("Resolving the upstream name %q timed out (%v).", dnsErr.Name, err)}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ccproxy-dev/ccproxy/internal/failure"
+	"github.com/ccproxy-dev/ccproxy/proxy"
 )
 
 // dialErr is a dial error as net.Dialer returns it for a failed connect(2).
@@ -50,6 +51,11 @@ func TestDialVerdict(t *testing.T) {
 			want: failure.UpstreamDNSFailure, detail: `"c.invalid"`},
 		{name: "resolver timed out", err: &net.DNSError{Err: "i/o timeout", Name: "c.example", IsTimeout: true}, want: failure.UpstreamDNSFailure, detail: "timed out"},
 		{name: "another error", err: errors.New("socket: too many open files"), want: failure.UpstreamRefused},
+		{name: "out of descriptors", err: &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("socket", syscall.EMFILE)},
+			want: failure.RelayResourceExhausted, detail: "too many open files"},
+		{name: "host out of descriptors", err: &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("socket", syscall.ENFILE)},
+			want: failure.RelayResourceExhausted, detail: "nothing is known about the upstream"},
+		{name: "out of local ports", err: dialErr(syscall.EADDRNOTAVAIL), want: failure.RelayResourceExhausted},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -112,5 +118,35 @@ func TestUnansweredRequest(t *testing.T) {
 	c.Unanswered("GetManifests", io.EOF)
 	if v := c.Verdict(); v.Mode == failure.UpstreamReset {
 		t.Errorf("no handshake: %s", v.Mode)
+	}
+}
+
+// TestHelloTimeout: a client the relay reset because no complete
+// ClientHello came within the ClientHello timeout is client_aborted, and
+// the detail says so, with the timeout and what the client did send.
+func TestHelloTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		sent   int
+		detail string
+	}{
+		{"nothing sent", 0, "No ClientHello came in time: the client sent no byte within the ClientHello timeout (10s)"},
+		{"part of a ClientHello", 9, "No ClientHello came in time: the client sent 9 bytes but no complete ClientHello within the ClientHello timeout (10s)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &Classifier{}
+			now := time.Now()
+			c.Dialed(nil)
+			if tc.sent > 0 {
+				c.Data(ClientToServer, tc.sent, now)
+			}
+			c.Ended(ClientToServer, &proxy.HelloTimeoutError{Timeout: 10 * time.Second}, now.Add(10*time.Second))
+			// The relay's reset of the upstream ends the other direction.
+			c.Ended(ServerToClient, net.ErrClosed, now.Add(10*time.Second))
+			v := c.Verdict()
+			if v.Mode != failure.ClientAborted || !strings.HasPrefix(v.Detail, tc.detail) {
+				t.Errorf("Verdict() = %s (%q), want %s starting %q", v.Mode, v.Detail, failure.ClientAborted, tc.detail)
+			}
+		})
 	}
 }
