@@ -3,7 +3,7 @@ GO      ?= go
 PKGS    ?= ./...
 FUZZTIME ?= 30s
 
-.PHONY: all build test unit lint fuzz fuzz-smoke bench soak image deps demo
+.PHONY: all build test unit promql lint fuzz fuzz-smoke bench soak image deps demo
 
 all: build
 
@@ -21,6 +21,13 @@ test: deps lint unit fuzz-smoke
 # own (a CGO_ENABLED=0 -trimpath build shares no cache with the race build).
 unit: build
 	CCPROXY_IMAGE_TEST_BINARY=$(CURDIR)/bin/ccproxy $(GO) test -race -count=1 -timeout 15m $(PKGS)
+	$(MAKE) promql
+
+# tools/promql, the checker deploy/monitoring_test.go runs on deploy/monitoring
+# (Prometheus's PromQL parser, in a module of its own): its own tests.
+promql:
+	$(GO) -C tools/promql vet ./...
+	$(GO) -C tools/promql test -count=1 ./...
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^tools/')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -16,6 +16,7 @@ import (
 	"github.com/ccproxy-dev/ccproxy/internal/admin"
 	"github.com/ccproxy-dev/ccproxy/internal/watch"
 	"github.com/ccproxy-dev/ccproxy/proxy"
+	"github.com/ccproxy-dev/ccproxy/proxy/inspect"
 	"github.com/ccproxy-dev/ccproxy/trace"
 )
 
@@ -285,11 +286,12 @@ func serveRelay(ctx context.Context, cfg *relayConfig, log *slog.Logger, ready f
 	}
 	defer metrics.Shutdown(context.Background())
 	tp.OnDrop(metrics.SpansDropped)
+	initRouteMetrics(metrics, cfg.routes)
 	w := watch.New(watch.Config{
 		Tracer:         tp.Tracer(),
 		IssuerDeadline: cfg.issuerDeadline,
 		CheckCert:      ev.certChecker(),
-		Refine:         ev.refiner(cfg),
+		Refine:         countProbes(ev.refiner(cfg), metrics),
 		Metrics:        metrics,
 		Logger:         log,
 	})
@@ -329,6 +331,30 @@ func serveRelay(ctx context.Context, cfg *relayConfig, log *slog.Logger, ready f
 		log.Info("tracing off: set --trace-file or --otlp-endpoint to record a span per connection")
 	}
 	return p.Serve(ctx, lns)
+}
+
+// initRouteMetrics puts every route's series on /metrics at zero before the
+// first connection, so deploy/monitoring's alerts and panels read 0, not
+// "no data", while nothing has gone wrong.
+func initRouteMetrics(m *admin.Metrics, routes []proxy.Route) {
+	for _, r := range routes {
+		m.InitRoute(r.Listen, r.Upstream)
+	}
+}
+
+// countProbes counts every connection a probe refined
+// (ccproxy_probes_total); a nil refiner (probing off) stays nil.
+func countProbes(r watch.Refiner, m *admin.Metrics) watch.Refiner {
+	if r == nil {
+		return nil
+	}
+	return func(ctx context.Context, upstream string, wire inspect.Verdict, hello *inspect.ClientHello) (watch.Refinement, bool) {
+		ref, ok := r(ctx, upstream, wire, hello)
+		if ok {
+			m.ProbeResult(upstream, ref.Mode)
+		}
+		return ref, ok
+	}
 }
 
 // upstreamsResolve is the readiness check: every upstream's name resolves

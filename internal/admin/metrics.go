@@ -38,6 +38,22 @@ const (
 	nameHandshake = "ccproxy.handshake.duration"
 	// ccproxy_issuer_latency_seconds (histogram)
 	nameIssuer = "ccproxy.issuer.latency"
+	// ccproxy_probes_total{failure_mode, upstream}
+	nameProbes = "ccproxy.probes"
+)
+
+// The Prometheus names of the histograms, which a fresh /metrics serves at
+// zero before their first observation (see zeroHistograms). A test checks
+// they are what the exporter derives from the instrument names and units.
+const (
+	promHandshake = "ccproxy_handshake_duration_seconds"
+	promIssuer    = "ccproxy_issuer_latency_seconds"
+)
+
+// Instrument descriptions, shared with the zero-valued families.
+const (
+	descHandshake = "Duration of the TLS handshake seen through the relay, from the ClientHello to the end of the handshake."
+	descIssuer    = "Time from the forwarded ClientHello to the upstream's first byte (the Coordinator issuing its attestation document)."
 )
 
 // Attribute keys, exported as Prometheus labels.
@@ -84,6 +100,7 @@ type Metrics struct {
 	dropped   metric.Int64Counter
 	handshake metric.Float64Histogram
 	issuer    metric.Float64Histogram
+	probes    metric.Int64Counter
 
 	handler  http.Handler                    // serves /metrics; nil if the provider is not ours to read
 	shutdown func(ctx context.Context) error // shuts down a provider NewMetrics created
@@ -115,6 +132,7 @@ type connKey struct {
 type PrometheusProvider struct {
 	*sdkmetric.MeterProvider
 	handler http.Handler
+	zero    *zeroHistograms
 }
 
 // NewPrometheusProvider builds a PrometheusProvider. The registry also
@@ -138,9 +156,11 @@ func NewPrometheusProvider(opts ...sdkmetric.Option) (*PrometheusProvider, error
 	}
 	res := resource.NewSchemaless(attribute.String("service.name", "ccproxy"))
 	all := append([]sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithReader(exp)}, opts...)
+	zero := &zeroHistograms{g: reg}
 	return &PrometheusProvider{
 		MeterProvider: sdkmetric.NewMeterProvider(all...),
-		handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		zero:          zero,
+		handler: promhttp.HandlerFor(zero, promhttp.HandlerOpts{
 			// A failing collector should not blank the whole page.
 			ErrorHandling: promhttp.ContinueOnError,
 		}),
@@ -196,13 +216,18 @@ func NewMetrics(provider metric.MeterProvider) (*Metrics, error) {
 	err = errors.Join(err, e)
 	m.handshake, e = meter.Float64Histogram(nameHandshake,
 		metric.WithUnit("s"),
-		metric.WithDescription("Duration of the TLS handshake seen through the relay, from the ClientHello to the end of the handshake."),
+		metric.WithDescription(descHandshake),
 		metric.WithExplicitBucketBoundaries(latencyBuckets...))
 	err = errors.Join(err, e)
 	m.issuer, e = meter.Float64Histogram(nameIssuer,
 		metric.WithUnit("s"),
-		metric.WithDescription("Time from the forwarded ClientHello to the upstream's first byte (the Coordinator issuing its attestation document)."),
+		metric.WithDescription(descIssuer),
 		metric.WithExplicitBucketBoundaries(latencyBuckets...))
+	err = errors.Join(err, e)
+	m.probes, e = meter.Int64Counter(nameProbes,
+		metric.WithUnit("{probe}"),
+		metric.WithDescription("Connections whose verdict an active probe of the upstream refined, by upstream and the failure mode the probe named (a cached probe result counts once per connection it refined)."),
+	)
 	err = errors.Join(err, e)
 	if err != nil {
 		if m.shutdown != nil {
@@ -210,7 +235,44 @@ func NewMetrics(provider metric.MeterProvider) (*Metrics, error) {
 		}
 		return nil, fmt.Errorf("creating instruments: %w", err)
 	}
+	// The series without labels exist from the start: a counter at zero
+	// through the SDK (so every reader sees it), the histograms, which
+	// the SDK cannot create without an observation, on our own /metrics.
+	m.dropped.Add(context.Background(), 0)
+	if p, ok := provider.(*PrometheusProvider); ok {
+		p.zero.add(zeroHistogram(promHandshake, descHandshake, latencyBuckets))
+		p.zero.add(zeroHistogram(promIssuer, descIssuer, latencyBuckets))
+	}
 	return m, nil
+}
+
+// InitRoute puts every series of one relayed route on /metrics at zero:
+// ccproxy_connections_total and ccproxy_probes_total for every failure
+// mode of the contract (failure.All), ccproxy_connections_active and
+// ccproxy_forwarded_bytes_total in both directions for upstream, and
+// ccproxy_connections_refused_total for listen (skipped when listen is
+// empty). Prometheus's instrumentation guidance asks for this: a series
+// that appears only with its first event makes rate() and alerts read "no
+// data" exactly while nothing has gone wrong, and hides the label values a
+// dashboard can filter on. Call it once per configured route before
+// serving; calling it again, or after traffic, adds nothing.
+func (m *Metrics) InitRoute(listen, upstream string) {
+	if m == nil {
+		return
+	}
+	ctx := context.Background()
+	o := m.upstreamOpts(upstream)
+	m.active.Add(ctx, 0, o.up...)
+	m.forwarded.Add(ctx, 0, o.c2u...)
+	m.forwarded.Add(ctx, 0, o.u2c...)
+	for _, mode := range failure.All {
+		opts := m.modeOpts(upstream, mode)
+		m.conns.Add(ctx, 0, opts...)
+		m.probes.Add(ctx, 0, opts...)
+	}
+	if listen != "" {
+		m.refused.Add(ctx, 0, m.listenOpts(listen)...)
+	}
 }
 
 // Handler serves the metrics in the Prometheus text format, or is nil when
@@ -287,6 +349,15 @@ func (m *Metrics) ObserveHandshake(d time.Duration) {
 		return
 	}
 	m.handshake.Record(context.Background(), d.Seconds())
+}
+
+// ProbeResult counts a connection to upstream whose verdict an active probe
+// refined, under the failure mode the probe named.
+func (m *Metrics) ProbeResult(upstream string, mode failure.Mode) {
+	if m == nil {
+		return
+	}
+	m.probes.Add(context.Background(), 1, m.modeOpts(upstream, mode)...)
 }
 
 // SpansDropped counts n spans that were dropped instead of exported.

@@ -119,6 +119,18 @@ func TestMetricValues(t *testing.T) {
 			},
 		},
 		{
+			name: "probe results by upstream and mode",
+			calls: func(m *Metrics) {
+				m.ProbeResult(up, failure.PolicyHashMismatch)
+				m.ProbeResult(up, failure.PolicyHashMismatch)
+				m.ProbeResult(up, failure.CoordinatorVersionMismatch)
+			},
+			want: map[string]float64{
+				`ccproxy_probes_total{failure_mode="policy_hash_mismatch",upstream="coordinator:1313"}`:         2,
+				`ccproxy_probes_total{failure_mode="coordinator_version_mismatch",upstream="coordinator:1313"}`: 1,
+			},
+		},
+		{
 			name:  "dropped spans add up, non-positive ignored",
 			calls: func(m *Metrics) { m.SpansDropped(3); m.SpansDropped(0); m.SpansDropped(-5); m.SpansDropped(4) },
 			want:  map[string]float64{`ccproxy_spans_dropped_total{}`: 7},
@@ -145,22 +157,33 @@ func TestMetricValues(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = m.Shutdown(context.Background()) })
+			// What a fresh Metrics serves before any call: the label-less
+			// series, at zero (TestFreshMetrics checks them).
+			want := values(scrape(t, m))
+			for k, v := range want {
+				if v != 0 {
+					t.Fatalf("fresh series %s = %v, want 0", k, v)
+				}
+			}
+			for k, v := range tt.want {
+				want[k] = v
+			}
 			tt.calls(m)
 			got := values(scrape(t, m))
-			for k, want := range tt.want {
+			for k, w := range want {
 				v, ok := got[k]
 				if !ok {
 					t.Errorf("series %s missing; have %v", k, got)
 					continue
 				}
-				if v != want {
-					t.Errorf("%s = %v, want %v", k, v, want)
+				if v != w {
+					t.Errorf("%s = %v, want %v", k, v, w)
 				}
 			}
 			// Nothing beyond what the calls produced: the exact set of
 			// series is the contract dashboards are built on.
 			for k := range got {
-				if _, ok := tt.want[k]; !ok {
+				if _, ok := want[k]; !ok {
 					t.Errorf("unexpected series %s = %v", k, got[k])
 				}
 			}
@@ -208,11 +231,18 @@ func TestRegistriesAreIndependent(t *testing.T) {
 	defer b.Shutdown(context.Background())
 
 	a.ConnRefused(":1313")
+	a.SpansDropped(2)
 	if v := values(scrape(t, a))[`ccproxy_connections_refused_total{listen=":1313"}`]; v != 1 {
 		t.Errorf("relay a: refused = %v, want 1", v)
 	}
-	if got := values(scrape(t, b)); len(got) != 0 {
-		t.Errorf("relay b sees relay a's metrics: %v", got)
+	got := values(scrape(t, b))
+	if _, ok := got[`ccproxy_connections_refused_total{listen=":1313"}`]; ok {
+		t.Errorf("relay b sees relay a's refused connections: %v", got)
+	}
+	for k, v := range got {
+		if v != 0 {
+			t.Errorf("relay b sees relay a's metrics: %s = %v", k, v)
+		}
 	}
 }
 
@@ -224,6 +254,8 @@ func TestNilMetricsIsNoop(t *testing.T) {
 	m.ObserveIssuer(time.Second)
 	m.ObserveHandshake(time.Second)
 	m.SpansDropped(1)
+	m.InitRoute(":1", "x")
+	m.ProbeResult("x", failure.OK)
 	if m.Handler() != nil {
 		t.Error("nil Metrics has a handler")
 	}
