@@ -8,12 +8,24 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/ccproxy-dev/ccproxy/internal/footprint"
+)
+
+// memLimit and memLimitSource are the Go runtime's soft memory limit set
+// at startup (0: none) and where it came from, for relay mode's log.
+var (
+	memLimit       int64
+	memLimitSource string
 )
 
 func main() {
+	memLimit, memLimitSource = footprint.SetMemoryLimit(os.Getenv, os.DirFS("/"))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRootCmd().ExecuteContext(ctx)
 	stop()
@@ -58,4 +70,22 @@ func exitCode(err error) int {
 	// cobra's own errors (unknown flag, bad argument count) are usage errors.
 	fmt.Fprintln(os.Stderr, "ccproxy:", err)
 	return 2
+}
+
+// settleFootprint wraps a Proxy's Ready callback: once every listener is
+// serving, it logs the memory limit in force and hands back the executable
+// pages only startup touched (see footprint.ReleaseStartupPages), then
+// calls next, if set.
+func settleFootprint(log *slog.Logger, next func([]net.Addr)) func([]net.Addr) {
+	return func(addrs []net.Addr) {
+		attrs := []any{"limit_source", memLimitSource}
+		if memLimit > 0 {
+			attrs = append(attrs, "go_memory_limit_mib", memLimit>>20)
+		}
+		log.Info("memory", attrs...)
+		footprint.ReleaseStartupPages()
+		if next != nil {
+			next(addrs)
+		}
+	}
 }

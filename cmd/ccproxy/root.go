@@ -307,6 +307,7 @@ func serveRelay(ctx context.Context, cfg *relayConfig, log *slog.Logger, ready f
 		Ready:        ready,
 	}
 	p.ClientHelloTimeout = cfg.helloTimeout
+	p.Ready = settleFootprint(log, ready)
 	lns, err := p.Listen(ctx)
 	if err != nil {
 		return usageErrorf("%v", err)
