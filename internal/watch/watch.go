@@ -16,8 +16,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
-	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"strconv"
@@ -168,9 +166,11 @@ type conn struct {
 	mu        sync.Mutex
 	cls       inspect.Classifier
 	dialEnd   time.Time
-	stream    oteltrace.Span
-	hsSpan    oteltrace.Span
 	hsStart   time.Time
+	// tl holds the root span's events until the close (see timeline); the
+	// handshake and stream child spans are made then too, from hsStart and
+	// dialEnd, so an idle connection holds no open span but its root.
+	tl timeline
 	certCheck chan checked // TLS 1.2: the running evidence check
 	issuerObs bool
 
@@ -198,7 +198,6 @@ func (o *conn) Dialed(up net.Conn, err error, took time.Duration) {
 	o.span.SetAttributes(trace.DialDurationMS.Float64(ms(took)))
 	if err == nil {
 		o.dialEnd = end
-		_, o.stream = o.w.tracer().Start(o.ctx, trace.SpanRelayStream, oteltrace.WithTimestamp(end))
 	}
 }
 
@@ -219,20 +218,32 @@ func (o *conn) Data(dir proxy.Direction, p []byte, at time.Time) {
 // Inspecting keeps a direction in user space while the classifier still
 // learns from it. The parser's own Done (first protected record) is too
 // early: the client's answer to the server's flight comes after it.
+//
+// Once it says no, the relay never feeds that direction again: its parser
+// (and what it buffered) is let go here, by the direction's own goroutine,
+// the only one that uses it.
 func (o *conn) Inspecting(dir proxy.Direction) bool {
-	if o.c2s == nil {
+	if !o.info.Route.Inspect {
 		return false
 	}
 	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.cls.WantsMore(inspectDir(dir))
+	more := o.cls.WantsMore(inspectDir(dir))
+	o.mu.Unlock()
+	if !more {
+		if dir == proxy.ClientToUpstream {
+			o.c2s = nil
+		} else {
+			o.s2c = nil
+		}
+	}
+	return more
 }
 
 // HelloDone makes conn a proxy.HelloObserver: the relay holds the client
 // to its ClientHello timeout until the classifier has seen a complete
 // ClientHello.
 func (o *conn) HelloDone() bool {
-	if o.c2s == nil {
+	if !o.info.Route.Inspect {
 		return true
 	}
 	o.mu.Lock()
@@ -253,7 +264,6 @@ func (o *conn) onEvent(ev inspect.Event) {
 	case inspect.KindClientHello:
 		if !hadHello {
 			o.hsStart = now
-			_, o.hsSpan = o.w.tracer().Start(o.ctx, trace.SpanTLSHandshake, oteltrace.WithTimestamp(now))
 			o.helloAttrs(ev.ClientHello)
 		}
 	case inspect.KindCertificate:
@@ -272,25 +282,10 @@ func (o *conn) onEvent(ev inspect.Event) {
 	}
 }
 
-// event adds a span event for one parser event: the handshake as a
-// timeline, with record sizes and stream offsets.
+// event records one parser event for the root span: the handshake as a
+// timeline, with record sizes and stream offsets (see timeline).
 func (o *conn) event(ev inspect.Event, at time.Time) {
-	attrs := []attribute.KeyValue{
-		trace.Direction.String(ev.Dir.String()),
-		trace.StreamOffset.Int64(ev.Offset),
-		trace.RecordType.Int(int(ev.Record.Type)),
-		trace.RecordLength.Int(int(ev.Record.Length)),
-	}
-	name := "tls." + ev.Kind.String()
-	switch ev.Kind {
-	case inspect.KindAlert:
-		attrs = append(attrs, trace.TLSAlertDescription.Int(int(ev.Alert.Description)), attribute.String("tls.alert", ev.Alert.String()))
-	case inspect.KindHandshakeMessage, inspect.KindClientHello, inspect.KindServerHello, inspect.KindCertificate:
-		attrs = append(attrs, trace.HandshakeType.String(inspect.HandshakeName(ev.HandshakeType)))
-	case inspect.KindNotTLS, inspect.KindParseError:
-		attrs = append(attrs, trace.ErrorMessage.String(ev.Err.Error()))
-	}
-	o.span.AddEvent(name, oteltrace.WithTimestamp(at), oteltrace.WithAttributes(attrs...))
+	o.tl.parserEvent(ev, at)
 }
 
 func (o *conn) helloAttrs(h *inspect.ClientHello) {
@@ -351,11 +346,7 @@ func (o *conn) Ended(dir proxy.Direction, err error, at time.Time) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.cls.Ended(inspectDir(dir), err, at)
-	attrs := []attribute.KeyValue{trace.Direction.String(dir.String())}
-	if err != nil && !errors.Is(err, io.EOF) {
-		attrs = append(attrs, trace.ErrorMessage.String(err.Error()))
-	}
-	o.span.AddEvent("relay.ended", oteltrace.WithTimestamp(at), oteltrace.WithAttributes(attrs...))
+	o.tl.ended(dir, err, at)
 }
 
 func (o *conn) Closed(s proxy.Stats) {
@@ -410,17 +401,20 @@ func (o *conn) Closed(s proxy.Stats) {
 	if facts.Alert != nil {
 		span.SetAttributes(trace.TLSAlertDescription.Int(int(facts.Alert.Description)))
 	}
-	if o.hsSpan != nil {
-		o.hsSpan.SetAttributes(trace.FailureMode.String(string(v.Mode)))
-		o.hsSpan.End(oteltrace.WithTimestamp(s.Closed))
+	if !o.hsStart.IsZero() {
+		_, hs := o.w.tracer().Start(o.ctx, trace.SpanTLSHandshake, oteltrace.WithTimestamp(o.hsStart))
+		hs.SetAttributes(trace.FailureMode.String(string(v.Mode)))
+		hs.End(oteltrace.WithTimestamp(s.Closed))
 		if v.Mode == failure.OK && o.w.cfg.Metrics != nil {
 			o.w.cfg.Metrics.ObserveHandshake(s.Closed.Sub(o.hsStart))
 		}
 	}
-	if o.stream != nil {
-		o.stream.SetAttributes(trace.BytesClientToUp.Int64(s.ClientToUpstream), trace.BytesUpToClient.Int64(s.UpstreamToClient))
-		o.stream.End(oteltrace.WithTimestamp(s.Closed))
+	if !o.dialEnd.IsZero() {
+		_, stream := o.w.tracer().Start(o.ctx, trace.SpanRelayStream, oteltrace.WithTimestamp(o.dialEnd))
+		stream.SetAttributes(trace.BytesClientToUp.Int64(s.ClientToUpstream), trace.BytesUpToClient.Int64(s.UpstreamToClient))
+		stream.End(oteltrace.WithTimestamp(s.Closed))
 	}
+	o.tl.flush(span)
 	trace.EndConnection(span, trace.Outcome{
 		Mode:             string(v.Mode),
 		Detail:           v.Detail,
