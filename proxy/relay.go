@@ -302,6 +302,14 @@ const (
 	largeBuf = 32 << 10
 )
 
+// The inspection buffers are pooled: every connection needs them for its
+// handshake only, and a storm of new connections would otherwise make 36 KiB
+// of garbage each.
+var (
+	smallBufs = sync.Pool{New: func() any { return new([smallBuf]byte) }}
+	largeBufs = sync.Pool{New: func() any { return new([largeBuf]byte) }}
+)
+
 // inspectCopy forwards src to dst through a user-space buffer while the
 // observer inspects dir. It returns nil when inspection ended and the
 // direction should continue with splice, or the error that ended it (io.EOF
@@ -310,7 +318,15 @@ func (r *relay) inspectCopy(dir Direction, src, dst net.Conn) error {
 	if !r.inspect[dir].Load() {
 		return nil
 	}
-	buf := make([]byte, smallBuf)
+	small := smallBufs.Get().(*[smallBuf]byte)
+	var large *[largeBuf]byte
+	defer func() {
+		smallBufs.Put(small)
+		if large != nil {
+			largeBufs.Put(large)
+		}
+	}()
+	buf := small[:]
 	// helloBy is when the client must have completed its ClientHello;
 	// zero once it has, or when no deadline applies.
 	var helloBy time.Time
@@ -344,8 +360,9 @@ func (r *relay) inspectCopy(dir Direction, src, dst net.Conn) error {
 			r.count(dir, n)
 			r.markData(dir)
 			r.obs.Data(dir, buf[:n], at)
-			if n == len(buf) && len(buf) < largeBuf {
-				buf = make([]byte, largeBuf)
+			if n == len(buf) && large == nil {
+				large = largeBufs.Get().(*[largeBuf]byte)
+				buf = large[:]
 			}
 		}
 		if err != nil {
