@@ -308,6 +308,10 @@ func TestFaultSIGTERMUnderLoad(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make(chan error, conns)
 	var lastDone atomic.Int64 // when the last exchange finished, unix nanos
+	// Every client connects, then waits for the others: a stream takes
+	// only some 100 ms, so without the barrier the first ones may be done
+	// before the last one is accepted, and SIGTERM would find no load.
+	start := make(chan struct{})
 	for i := range conns {
 		wg.Add(1)
 		go func() {
@@ -319,6 +323,7 @@ func TestFaultSIGTERMUnderLoad(t *testing.T) {
 			}
 			defer c.Close()
 			c.SetDeadline(time.Now().Add(time.Minute))
+			<-start
 			s := soak.Spec{Mode: soak.Mode(i % 3), Seed: uint64(i), Up: 512<<10 + int64(i)*8192, Down: 1<<20 + int64(i)*8192, Slow: true}
 			if i%2 == 0 {
 				s.Hello = hello
@@ -339,10 +344,13 @@ func TestFaultSIGTERMUnderLoad(t *testing.T) {
 	deadline := time.Now().Add(20 * time.Second)
 	for p.metric(t, "ccproxy_connections_active", "") < conns {
 		if time.Now().After(deadline) {
-			t.Fatalf("only %.0f of %d connections active", p.metric(t, "ccproxy_connections_active", ""), conns)
+			close(start)
+			t.Fatalf("only %.0f of %d connections active; relay log:\n%s", p.metric(t, "ccproxy_connections_active", ""), conns, p.stderr)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	close(start)
+	time.Sleep(10 * time.Millisecond) // the streams are under way
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
