@@ -5,8 +5,10 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -271,5 +273,39 @@ func TestTunnelServeConnectFailureModes(t *testing.T) {
 	remote := analyzeModes(t, remoteTrace)
 	if remote[string(failure.UpstreamRefused)] != 1 || remote[string(failure.TunnelUnavailable)] != 0 {
 		t.Errorf("analyze of the in-cluster side: %v, want one upstream_refused and no tunnel_unavailable", remote)
+	}
+}
+
+// TestTunnelServeMetricsFromFirstScrape: the in-cluster end's /metrics has
+// every route's connection series at zero before any connection, as relay
+// mode's has, so deploy/monitoring's panels and alerts read 0, not "no data".
+func TestTunnelServeMetricsFromFirstScrape(t *testing.T) {
+	cluster, _ := tunnelKeys(t, "cluster")
+	_, laptopFP := tunnelKeys(t, "laptop")
+	admin := "127.0.0.1:" + freePort(t)
+	up := "127.0.0.1:" + freePort(t)
+	serve := startTunnelProcess(t, append(cluster, "serve", "--quic-listen", freeUDPAddr(t),
+		"--upstream", up, "--probe=false", "--peer-fingerprint", laptopFP, "--admin-listen", admin)...)
+	serve.logLine(t, "serving", func(m map[string]any) bool { return m["msg"] == "tunnel serving" })
+	serve.logLine(t, "the admin endpoint", func(m map[string]any) bool { return m["msg"] == "admin endpoint" })
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range failure.All {
+		want := fmt.Sprintf(`ccproxy_connections_total{failure_mode=%q,upstream=%q} 0`, mode, up)
+		if !strings.Contains(string(body), want) {
+			t.Fatalf("no %s in the first scrape:\n%s", want, body)
+		}
+	}
+	for _, want := range []string{"ccproxy_probes_total{", "ccproxy_connections_active{", "ccproxy_spans_dropped_total"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("no %s series in the first scrape", want)
+		}
 	}
 }

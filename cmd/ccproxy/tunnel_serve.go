@@ -154,6 +154,11 @@ func serveTunnel(ctx context.Context, cfg *tunnelServeConfig, log *slog.Logger) 
 	}
 	defer metrics.Shutdown(context.Background())
 	tp.OnDrop(metrics.SpansDropped)
+	// Every route's series at zero from the first scrape (the tunnel end
+	// has no local listener per route).
+	for _, r := range cfg.routes {
+		metrics.InitRoute("", r.Upstream)
+	}
 
 	var serving atomic.Bool
 	srv := &tunnel.Server{
@@ -167,7 +172,7 @@ func serveTunnel(ctx context.Context, cfg *tunnelServeConfig, log *slog.Logger) 
 				Tracer:         tp.Tracer(),
 				IssuerDeadline: rc.issuerDeadline,
 				CheckCert:      ev.certChecker(),
-				Refine:         ev.refiner(rc),
+				Refine:         countProbes(ev.refiner(rc), metrics),
 				Metrics:        metrics,
 				Logger:         log,
 			}),
