@@ -387,8 +387,15 @@ func (r *relay) inspectCopy(dir Direction, src, dst net.Conn) error {
 // activity to the idle timer of the other, silent direction.
 const spliceChunk = 4 << 20
 
-// spliceCopy forwards src to dst with io.Copy semantics on the underlying
-// TCP connections, which Go turns into splice(2) on Linux.
+// spliceCopy forwards src to dst after inspection. It waits for src
+// holding no buffer and no pipe, so an idle direction costs only its
+// goroutine. Once src is readable it reads what is queued into a pooled
+// buffer and writes it on: for the small messages of a request-response
+// protocol that is one read and one write per message, the fewest system
+// calls and wake-ups there are. A read that fills the whole buffer means a
+// stream is flowing: then the kernel moves whatever is queued with
+// splice(2) (io.Copy between the TCP connections), until the queue is
+// empty and the direction waits again.
 func (r *relay) spliceCopy(dir Direction, src, dst net.Conn) error {
 	rf, ok := dst.(io.ReaderFrom)
 	if !ok {
@@ -397,42 +404,62 @@ func (r *relay) spliceCopy(dir Direction, src, dst net.Conn) error {
 	lr := &io.LimitedReader{R: src}
 	for {
 		r.armDeadline(src)
-		// Wait holding no pipe, then splice exactly what is queued: Go's
-		// splice parks in its own wait with a pipe from its pool (two
-		// descriptors), so an idle direction would hold one for as long as
-		// the connection stays open.
-		queued, err := waitQueued(src)
+		buf, n, err := readReady(src)
+		if n > 0 {
+			_, werr := dst.Write(buf[:n])
+			largeBufs.Put(buf)
+			if werr != nil {
+				return wrapWrite(werr)
+			}
+			r.count(dir, n)
+			r.markData(dir)
+		} else if buf != nil {
+			largeBufs.Put(buf)
+		}
 		switch {
 		case err != nil && isTimeout(err):
-			if r.idleExpired(dir) {
+			if n == 0 && r.idleExpired(dir) {
 				return ErrIdle
 			}
 			continue
 		case err != nil:
 			return err
-		case queued == 0:
+		case n == 0:
 			return io.EOF
-		}
-		lr.N = int64(min(queued, spliceChunk))
-		n, err := rf.ReadFrom(lr)
-		if n > 0 {
-			r.count(dir, int(n))
-			r.markData(dir)
-		}
-		switch {
-		case err == nil && lr.N > 0:
-			return io.EOF // ReadFrom returns nil at EOF
-		case err == nil:
-			continue // chunk done
-		case isTimeout(err):
-			if n == 0 && r.idleExpired(dir) {
-				return ErrIdle
-			}
+		case n < largeBuf:
 			continue
-		case isReadErr(err, src):
-			return err
-		default:
-			return wrapWrite(err)
+		}
+		// A full buffer: splice what is queued, in chunks bounded so a
+		// long one-way stream still reports activity to the idle timer of
+		// the other, silent direction. Go's splice would park in its own
+		// wait holding a pipe (two descriptors) if asked for more than is
+		// queued, so it is asked for exactly that.
+		for {
+			queued := queuedNow(src)
+			if queued == 0 {
+				break // drained (or EOF, or an error): the next read says which
+			}
+			lr.N = int64(min(queued, spliceChunk))
+			n, err := rf.ReadFrom(lr)
+			if n > 0 {
+				r.count(dir, int(n))
+				r.markData(dir)
+			}
+			switch {
+			case err == nil && lr.N > 0:
+				return io.EOF // ReadFrom returns nil at EOF
+			case err == nil:
+				continue // chunk done
+			case isTimeout(err):
+				if n == 0 && r.idleExpired(dir) {
+					return ErrIdle
+				}
+			case isReadErr(err, src):
+				return err
+			default:
+				return wrapWrite(err)
+			}
+			break
 		}
 	}
 }

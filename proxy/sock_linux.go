@@ -3,6 +3,7 @@ package proxy
 import (
 	"encoding/binary"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"syscall"
@@ -10,45 +11,73 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// waitQueued waits, holding no buffer and no pipe, until c has bytes to
-// read, EOF or an error, and returns how many bytes are queued (0 at EOF).
-// It honours c's read deadline.
-func waitQueued(c net.Conn) (int, error) {
+// readReady waits, holding no buffer, until c has bytes to read, EOF or an
+// error, then reads what is queued (up to largeBuf bytes) into a buffer
+// from largeBufs, which the caller puts back. n == 0 with a nil error is
+// EOF. It honours c's read deadline. A connection that is no socket (a
+// tunnel stream) is read with its own Read, holding the buffer while it
+// waits.
+func readReady(c net.Conn) (buf *[largeBuf]byte, n int, err error) {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
-		// Not a socket (a tunnel stream): let the copy itself wait.
-		return spliceChunk, nil
+		buf = largeBufs.Get().(*[largeBuf]byte)
+		n, err = c.Read(buf[:])
+		if errors.Is(err, io.EOF) && n == 0 {
+			err = nil
+		}
+		return buf, n, err
 	}
 	raw, err := sc.SyscallConn()
 	if err != nil {
-		return 0, err
+		return nil, 0, err
 	}
-	var (
-		queued int
-		serr   error
-		b      [1]byte
-	)
+	var rerr error
 	cerr := raw.Read(func(fd uintptr) bool {
-		if n, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ); err == nil && n > 0 {
-			queued = n
-			return true
+		b := largeBufs.Get().(*[largeBuf]byte)
+		for {
+			n, rerr = syscall.Read(int(fd), b[:])
+			if rerr != syscall.EINTR {
+				break
+			}
 		}
-		// Nothing queued: EOF, an error, or not yet.
-		m, _, rerr := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		switch {
-		case errors.Is(rerr, syscall.EAGAIN):
-			return false // wait for readiness
-		case rerr != nil:
-			serr = &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError("recvfrom", rerr)}
-		case m > 0:
-			queued = m
+		if rerr == syscall.EAGAIN {
+			largeBufs.Put(b)
+			return false // wait for readiness, holding nothing
 		}
+		buf = b
 		return true
 	})
 	if cerr != nil {
-		return 0, cerr
+		if buf != nil {
+			largeBufs.Put(buf)
+		}
+		return nil, 0, cerr
 	}
-	return queued, serr
+	if rerr != nil {
+		return buf, 0, &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError("read", rerr)}
+	}
+	return buf, max(n, 0), nil
+}
+
+// queuedNow returns how many bytes c has queued for reading right now,
+// without waiting; 0 when none, at EOF, on an error, or when c is no
+// socket.
+func queuedNow(c net.Conn) int {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return 0
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	queued := 0
+	raw.Control(func(fd uintptr) {
+		if n, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ); err == nil {
+			queued = n
+		}
+	})
+	return queued
 }
 
 // socketAlive peeks at c without blocking: it is alive when it has data to
