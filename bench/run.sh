@@ -29,7 +29,7 @@ ulimit -n "$(ulimit -Hn)"
 
 status=0
 "$bin/ccbench" \
-	-relays "${RELAYS:-direct,ccproxy,ccproxy-traced,haproxy,socat}" \
+	-relays "${RELAYS:-direct,ccproxy,ccproxy-traced,haproxy,gocopy,socat}" \
 	-ccproxy "$bin/ccproxy" -harness "$bin/ccrelay" -profile \
 	-workdir "$work" -out bench/RESULTS.md "$@" || status=$?
 # The traced relay's span files are only evidence that tracing ran.

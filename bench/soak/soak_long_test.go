@@ -38,7 +38,14 @@ func TestSoak(t *testing.T) {
 	o := runSoak(t, cfg)
 	fmt.Print(o.summary()) // on stdout too, for make soak without -v
 	if path := os.Getenv("CCPROXY_SOAK_RESULTS"); path != "" {
-		if err := os.WriteFile(path, []byte(o.markdown()), 0o644); err != nil {
+		// The storm run (TestStorm) keeps its own section of the file.
+		text := o.markdown()
+		if old, err := os.ReadFile(path); err == nil {
+			if i := strings.Index(string(old), "\n## Storm\n"); i >= 0 {
+				text += string(old[i:])
+			}
+		}
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 			t.Errorf("writing %s: %v", path, err)
 		} else {
 			t.Logf("results written to %s", path)

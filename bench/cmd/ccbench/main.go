@@ -43,9 +43,12 @@ import (
 
 func main() {
 	var err error
-	if len(os.Args) > 1 && os.Args[1] == "upstream" {
+	switch {
+	case len(os.Args) > 1 && os.Args[1] == "upstream":
 		err = runUpstream()
-	} else {
+	case len(os.Args) > 1 && os.Args[1] == "gocopy":
+		err = runGoCopy(os.Args[2:])
+	default:
 		err = run()
 	}
 	if err != nil {
@@ -94,7 +97,7 @@ type config struct {
 func run() error {
 	var (
 		c         config
-		relays    = flag.String("relays", "direct,ccproxy,haproxy,socat", "relays to measure, in table order (direct, ccproxy, ccproxy-traced, haproxy, socat, ccrelay)")
+		relays    = flag.String("relays", "direct,ccproxy,ccproxy-traced,haproxy,gocopy,socat", "relays to measure, in table order (direct, ccproxy, ccproxy-traced, haproxy, gocopy, socat, ccrelay)")
 		bulkMiB   = flag.Int64("bulk-mib", 1024, "bulk transfer size each way, MiB (sent up, then down, on one connection)")
 		idle      = flag.String("idle", "1000,10000", "idle-connection counts to measure memory at (the largest is capped by the open-file limit)")
 		workDir   = flag.String("workdir", "", "directory for logs, configs and profiles (default: a new temporary directory)")
@@ -120,7 +123,7 @@ func run() error {
 	for _, r := range strings.Split(*relays, ",") {
 		k := targets.Kind(strings.TrimSpace(r))
 		switch k {
-		case targets.Direct, targets.CCProxy, targets.CCProxyTraced, targets.HAProxy, targets.Socat, targets.Harness:
+		case targets.Direct, targets.CCProxy, targets.CCProxyTraced, targets.HAProxy, targets.GoCopy, targets.Socat, targets.Harness:
 		default:
 			return fmt.Errorf("-relays: unknown relay %q", r)
 		}
@@ -179,6 +182,7 @@ func run() error {
 		return err
 	}
 	c.self = self
+	c.opts.Self = self
 	if *workDir == "" {
 		if *workDir, err = os.MkdirTemp("", "ccbench-"); err != nil {
 			return err
@@ -197,9 +201,10 @@ func run() error {
 
 	start := time.Now()
 	res := &report.Results{
-		Machine: report.ThisMachine(fdLimit),
-		Primary: string(targets.CCProxy),
-		Notes:   notes,
+		Machine:   report.ThisMachine(fdLimit),
+		Primary:   string(targets.CCProxy),
+		Notes:     notes,
+		Obstacles: obstacles,
 	}
 	if len(c.idle) > 0 {
 		res.IdleLow = c.idle[0]
@@ -301,7 +306,7 @@ func settings(c *config) []string {
 		fmt.Sprintf("connection rate: %d concurrent clients for %s, median of %d rounds; each connection a full TLS 1.3 handshake (X25519MLKEM768, ECDSA P-256 certificate), one protected exchange, close", c.rateWorkers, c.rateTime, c.rateRounds),
 		fmt.Sprintf("first byte: %s sequential connections; time from the client starting its ClientHello write to the upstream application reading it (wall clock, same machine)", fmtCount(c.firstByte)),
 		fmt.Sprintf("idle: %s connections held (opened by %d concurrent clients), each after its handshake, %d protected exchanges and one raw byte each way; memory read 2 s after the last one opened; socat up to %s", strings.Join(idle, " then "), c.idleWorkers, load.SteadyRounds+1, fmtCount(c.socatIdleMax)),
-		fmt.Sprintf("relays: ccproxy `--idle-timeout 0 --max-connections 20000` (inspection on, tracing off as by default; ccproxy-traced adds `--trace-file`, one OTLP/JSON span line per connection); HAProxy 2.6 TCP mode, `option splice-auto`, `maxconn %d` (two descriptors per connection must fit the open-file limit); socat `-d TCP-LISTEN:PORT,fork,reuseaddr,bind=127.0.0.1 TCP:UPSTREAM`", c.opts.MaxConns),
+		fmt.Sprintf("relays: ccproxy `--idle-timeout 0 --max-connections 20000` (inspection on, tracing off as by default; ccproxy-traced adds `--trace-file`, one OTLP/JSON span line per connection); HAProxy 2.6 TCP mode, `option splice-auto`, `maxconn %d` (two descriptors per connection must fit the open-file limit); gocopy, a plain Go relay (`ccbench gocopy`: accept, dial, one io.Copy per direction, CloseWrite on EOF); socat `-d TCP-LISTEN:PORT,fork,reuseaddr,bind=127.0.0.1 TCP:UPSTREAM`", c.opts.MaxConns),
 	}
 }
 

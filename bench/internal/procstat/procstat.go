@@ -29,8 +29,12 @@ type Usage struct {
 	Threads int
 	RSS     int64 // bytes, sum of VmRSS: shared pages count once per process
 	PSS     int64 // bytes, sum of Pss: shared pages split between sharers
-	FDs     int
-	Pipes   int // of FDs, how many are pipe ends
+	// RSSAnon and RSSFile split RSS (VmRSS = RssAnon + RssFile + RssShmem):
+	// anonymous memory (heap, stacks) and file-backed pages (the
+	// executable's code and data mapped in).
+	RSSAnon, RSSFile int64
+	FDs              int
+	Pipes            int // of FDs, how many are pipe ends
 	// CPU is user+system time of the tree's processes, plus that of
 	// children they already reaped (a forking relay's finished
 	// connections).
@@ -161,6 +165,8 @@ func Sample(root int) (Usage, error) {
 		u.Threads += p.Threads
 		u.RSS += p.RSS
 		u.PSS += p.PSS
+		u.RSSAnon += p.RSSAnon
+		u.RSSFile += p.RSSFile
 		u.FDs += p.FDs
 		u.Pipes += p.Pipes
 		u.CPU += p.CPU
@@ -188,6 +194,9 @@ func sampleOne(pid int) (Usage, error) {
 	if u.RSS, _, err = kBField(b, "VmRSS"); err != nil {
 		return Usage{}, err
 	}
+	// RssAnon and RssFile need Linux 4.5; without them both stay 0.
+	u.RSSAnon, _, _ = kBField(b, "RssAnon")
+	u.RSSFile, _, _ = kBField(b, "RssFile")
 	// smaps_rollup needs Linux 4.14; without it PSS stays 0.
 	if b, err = os.ReadFile(filepath.Join(dir, "smaps_rollup")); err == nil {
 		if u.PSS, _, err = kBField(b, "Pss"); err != nil {

@@ -151,6 +151,10 @@ type Results struct {
 	Notes    []string
 	Profiles []Profile
 	Elapsed  time.Duration
+	// Obstacles says, per row of IssueTable (keyed by IssueRow*), what
+	// stands in the way of its goal and what was measured trying; shown
+	// when the goal is not met.
+	Obstacles map[string]string
 }
 
 func (res *Results) relay(name string) *Relay {
@@ -363,6 +367,158 @@ func (res *Results) RatioTable() string {
 	return b.String()
 }
 
+// The rows of IssueTable, as keys of Results.Obstacles.
+const (
+	IssueRowBulk = "bulk"
+	IssueRowRTT  = "rtt"
+	IssueRowRate = "rate"
+	IssueRowIdle = "idle"
+)
+
+// issueIdle is the idle count of the issue's memory row.
+const issueIdle = 1000
+
+// IssueTable is issue 19's table, measured in this run: bulk throughput
+// and new TLS connections per second as a share of direct, the p50 round
+// trip a relay adds over direct, and the relay's RSS holding 1,000 idle
+// relayed connections, for direct, HAProxy, the plain Go io.Copy relay and
+// ccproxy, with each goal and whether ccproxy met it. The memory row is
+// ccproxy with tracing on (ccproxy-traced), as the issue asks; the other
+// rows are ccproxy with its defaults (tracing off).
+func (res *Results) IssueTable() string {
+	direct, ha, gc, cc := res.relay("direct"), res.relay("haproxy"), res.relay("gocopy"), res.relay("ccproxy")
+	ccMem := res.relay("ccproxy-traced")
+	memName := "ccproxy-traced"
+	if ccMem == nil {
+		ccMem, memName = cc, "ccproxy"
+	}
+	combined := func(r *Relay) (float64, bool) {
+		if r == nil {
+			return 0, false
+		}
+		b := r.BestBulk()
+		if b == nil {
+			return 0, false
+		}
+		return float64(2*b.Bytes) * 8 / (b.Upload + b.Download).Seconds() / 1e9, true
+	}
+	share := func(get func(*Relay) (float64, bool), r *Relay) (float64, bool) {
+		v, ok := get(r)
+		d, okd := get(direct)
+		if !ok || !okd || d == 0 {
+			return 0, false
+		}
+		return v / d, true
+	}
+	rate := func(r *Relay) (float64, bool) {
+		if r == nil || r.MedianRate() == nil {
+			return 0, false
+		}
+		return r.MedianRate().PerSecond, true
+	}
+	added := func(r *Relay) (float64, bool) {
+		if r == nil || direct == nil || r.RTT == nil || direct.RTT == nil {
+			return 0, false
+		}
+		return us(r.RTT.P50 - direct.RTT.P50), true
+	}
+	idle := func(r *Relay) (IdlePoint, bool) {
+		if r == nil {
+			return IdlePoint{}, false
+		}
+		p, ok := r.IdleAt(issueIdle)
+		return p, ok && p.Established >= issueIdle
+	}
+	f2 := func(v float64, ok bool) string {
+		if !ok {
+			return "–"
+		}
+		return fmt.Sprintf("%.2f", v)
+	}
+	type row struct {
+		key, name                  string
+		direct, ha, gc, cc, target string
+		met, known                 bool
+	}
+	var rows []row
+
+	b := row{key: IssueRowBulk, name: "bulk throughput (up and down, share of direct)", direct: "1.00", target: "≥ 0.80 of direct"}
+	b.ha, b.gc = f2(share(combined, ha)), f2(share(combined, gc))
+	if v, ok := share(combined, cc); ok {
+		b.cc, b.known, b.met = fmt.Sprintf("%.2f", v), true, v >= 0.8
+	} else {
+		b.cc = "–"
+	}
+	rows = append(rows, b)
+
+	us1 := func(v float64, ok bool) string {
+		if !ok {
+			return "–"
+		}
+		return fmt.Sprintf("%+.0f µs", v)
+	}
+	r := row{key: IssueRowRTT, name: "added p50 round trip over direct (64 bytes)", target: "≤ HAProxy's"}
+	if direct != nil && direct.RTT != nil {
+		r.direct = fmt.Sprintf("0 (%.0f µs)", us(direct.RTT.P50))
+	} else {
+		r.direct = "–"
+	}
+	r.ha, r.gc = us1(added(ha)), us1(added(gc))
+	vc, okc := added(cc)
+	vh, okh := added(ha)
+	r.cc = us1(vc, okc)
+	r.known, r.met = okc && okh, okc && okh && vc <= vh
+	rows = append(rows, r)
+
+	c := row{key: IssueRowRate, name: "new TLS connections/s (share of direct)", direct: "1.00", target: "≥ HAProxy's"}
+	if v, ok := rate(direct); ok {
+		c.direct = fmt.Sprintf("1.00 (%.0f/s)", v)
+	}
+	c.ha, c.gc = f2(share(rate, ha)), f2(share(rate, gc))
+	sc, oksc := share(rate, cc)
+	sh, oksh := share(rate, ha)
+	c.cc = f2(sc, oksc)
+	c.known, c.met = oksc && oksh, oksc && oksh && sc >= sh
+	rows = append(rows, c)
+
+	mem := func(rl *Relay) string {
+		p, ok := idle(rl)
+		if !ok {
+			return "–"
+		}
+		return fmt.Sprintf("%.1f MiB", procstat.MiB(p.Usage.RSS))
+	}
+	m := row{key: IssueRowIdle, name: fmt.Sprintf("RSS, %s idle relayed connections", count(issueIdle)), direct: "", target: "≤ 24 MiB"}
+	m.ha, m.gc = mem(ha), mem(gc)
+	if p, ok := idle(ccMem); ok {
+		m.cc = fmt.Sprintf("%.1f MiB (%s; anon %.1f + file %.1f", procstat.MiB(p.Usage.RSS), memName, procstat.MiB(p.Usage.RSSAnon), procstat.MiB(p.Usage.RSSFile))
+		if len(ccMem.Idle) > 0 && ccMem.Idle[0].Target == 0 {
+			m.cc += fmt.Sprintf("; %.1f MiB with none", procstat.MiB(ccMem.Idle[0].Usage.RSS))
+		}
+		m.cc += ")"
+		m.known, m.met = true, procstat.MiB(p.Usage.RSS) <= 24
+	} else {
+		m.cc = "–"
+	}
+	rows = append(rows, m)
+
+	var out strings.Builder
+	out.WriteString("| measure | direct | HAProxy | plain Go io.Copy relay | ccproxy | goal | met | what stands in the way |\n")
+	out.WriteString("|---|---|---|---|---|---|---|---|\n")
+	for _, x := range rows {
+		met := "not measured"
+		if x.known {
+			met = map[bool]string{true: "yes", false: "**no**"}[x.met]
+		}
+		why := "–"
+		if x.known && !x.met && res.Obstacles[x.key] != "" {
+			why = res.Obstacles[x.key]
+		}
+		fmt.Fprintf(&out, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", x.name, orDash(x.direct), x.ha, x.gc, x.cc, x.target, met, why)
+	}
+	return out.String()
+}
+
 // Goal is one target of issue 9 and whether the run met it.
 type Goal struct {
 	Name     string
@@ -447,12 +603,12 @@ func (res *Results) GoalTable() string {
 // descriptors and pipes besides memory.
 func (res *Results) IdleTable() string {
 	var b strings.Builder
-	b.WriteString("| relay | asked | established | processes | threads | fds | of which pipes | fds per conn | RSS MiB | PSS MiB | RSS KiB per conn (over 0) | note |\n")
-	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	b.WriteString("| relay | asked | established | processes | threads | fds | of which pipes | fds per conn | RSS MiB | of which anon / file | PSS MiB | RSS KiB per conn (over 0) | note |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, r := range res.Relays {
 		for _, p := range r.Idle {
 			if p.Skipped != "" {
-				fmt.Fprintf(&b, "| %s | %s | – | – | – | – | – | – | – | – | – | %s |\n", r.Name, count(p.Target), p.Skipped)
+				fmt.Fprintf(&b, "| %s | %s | – | – | – | – | – | – | – | – | – | – | %s |\n", r.Name, count(p.Target), p.Skipped)
 				continue
 			}
 			// The slope from the relay's footprint with no connection.
@@ -462,9 +618,9 @@ func (res *Results) IdleTable() string {
 				perConn = fmt.Sprintf("%.1f", float64(p.Usage.RSS-base.RSS)/1024/float64(p.Established))
 				fdsPerConn = fmt.Sprintf("%.1f", float64(p.Usage.FDs-base.FDs)/float64(p.Established))
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %d | %d | %d | %d | %s | %.1f | %.1f | %s | %s |\n",
+			fmt.Fprintf(&b, "| %s | %s | %s | %d | %d | %d | %d | %s | %.1f | %.1f / %.1f | %.1f | %s | %s |\n",
 				r.Name, count(p.Target), count(p.Established), p.Usage.Procs, p.Usage.Threads, p.Usage.FDs, p.Usage.Pipes,
-				fdsPerConn, procstat.MiB(p.Usage.RSS), procstat.MiB(p.Usage.PSS), perConn, p.Err)
+				fdsPerConn, procstat.MiB(p.Usage.RSS), procstat.MiB(p.Usage.RSSAnon), procstat.MiB(p.Usage.RSSFile), procstat.MiB(p.Usage.PSS), perConn, p.Err)
 		}
 	}
 	return b.String()
@@ -516,6 +672,12 @@ func (res *Results) Markdown() string {
 		for _, s := range res.Settings {
 			fmt.Fprintf(&b, "- %s\n", s)
 		}
+		b.WriteString("\n")
+	}
+	if res.relay("direct") != nil && res.relay("ccproxy") != nil {
+		b.WriteString("## Issue 19: direct, HAProxy, a plain Go relay and ccproxy side by side\n\n")
+		b.WriteString("Ratios from this run only (absolute numbers move from machine to machine). ccproxy's memory row is with tracing on (`--trace-file`); its other rows are its defaults.\n\n")
+		b.WriteString(res.IssueTable())
 		b.WriteString("\n")
 	}
 	b.WriteString("## Results\n\n")

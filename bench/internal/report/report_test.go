@@ -86,7 +86,7 @@ func TestMarkdown(t *testing.T) {
 		"| 64-byte round trip p50, µs | 2.25× | 2.00× | 3.00× | 1.12× | 0.75× |",
 		"only 3,334 of 10,000 connections established",
 		"| socat | 10,000 | – |",
-		"| ccproxy | 1,000 | 1,000 | 1 | 0 | 0 | 0 | 0.0 | 40.0 | 40.0 | 30.7 |", // (40-10) MiB / 1000
+		"| ccproxy | 1,000 | 1,000 | 1 | 0 | 0 | 0 | 0.0 | 40.0 | 0.0 / 0.0 | 40.0 | 30.7 |", // (40-10) MiB / 1000
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("Markdown lacks %q:\n%s", want, md)
@@ -98,6 +98,35 @@ func TestCount(t *testing.T) {
 	for n, want := range map[int]string{0: "0", 999: "999", 1000: "1,000", 9960: "9,960", 1234567: "1,234,567"} {
 		if got := count(n); got != want {
 			t.Errorf("count(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+// TestIssueTable: issue 19's rows for the four subjects, each goal judged
+// for ccproxy (the memory row with tracing on), and the obstacle shown
+// only where a goal is missed.
+func TestIssueTable(t *testing.T) {
+	res := results()
+	gib := int64(1 << 30)
+	res.Relays = append(res.Relays,
+		&Relay{Name: "gocopy", Bulk: []Bulk{{Bytes: gib, Upload: 1250 * time.Millisecond, Download: 1250 * time.Millisecond}},
+			RTT: &stats.Summary{N: 10, P50: 38 * time.Microsecond}, Rate: []Rate{{PerSecond: 160}},
+			Idle: []IdlePoint{{Target: 1000, Established: 1000, Usage: procstat.Usage{RSS: 18 << 20}}}},
+		&Relay{Name: "ccproxy-traced", Idle: []IdlePoint{{Usage: procstat.Usage{RSS: 8 << 20}},
+			{Target: 1000, Established: 1000, Usage: procstat.Usage{RSS: 22 << 20, RSSAnon: 17 << 20, RSSFile: 5 << 20}}}},
+	)
+	res.relay("direct").Rate = []Rate{{PerSecond: 400}}
+	res.relay("haproxy").Rate = []Rate{{PerSecond: 300}}
+	res.Obstacles = map[string]string{IssueRowRTT: "two goroutine hand-offs per message", IssueRowBulk: "never shown: met"}
+	tab := res.IssueTable()
+	for _, want := range []string{
+		"| bulk throughput (up and down, share of direct) | 1.00 | 0.67 | 0.80 | 0.87 | ≥ 0.80 of direct | yes | – |",
+		"| added p50 round trip over direct (64 bytes) | 0 (20 µs) | +20 µs | +18 µs | +25 µs | ≤ HAProxy's | **no** | two goroutine hand-offs per message |",
+		"| new TLS connections/s (share of direct) | 1.00 (400/s) | 0.75 | 0.40 | 0.50 | ≥ HAProxy's | **no** | – |",
+		"| RSS, 1,000 idle relayed connections | – | 20.0 MiB | 18.0 MiB | 22.0 MiB (ccproxy-traced; anon 17.0 + file 5.0; 8.0 MiB with none) | ≤ 24 MiB | yes | – |",
+	} {
+		if !strings.Contains(tab, want) {
+			t.Errorf("IssueTable lacks\n%s\nin\n%s", want, tab)
 		}
 	}
 }

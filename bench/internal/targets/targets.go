@@ -38,11 +38,18 @@ const (
 	HAProxy       Kind = "haproxy" // HAProxy in TCP mode with splice-auto
 	Socat         Kind = "socat"   // socat forking per connection, as Contrast's port-forwarder pod
 	Harness       Kind = "ccrelay" // bench/cmd/ccrelay: ccproxy's relay in process, with pprof
+	// GoCopy is the plain Go relay every Go proxy starts as: accept, dial,
+	// two goroutines each running io.Copy (which splices on Linux), FIN
+	// passed on as CloseWrite. No inspection, no tracing.
+	GoCopy Kind = "gocopy"
 )
 
 // Options configures how relays are started.
 type Options struct {
 	CCProxy, HAProxy, Socat, Harness string // executables
+	// Self is the benchmark's own executable, which is the upstream
+	// ("upstream") and the plain Go relay ("gocopy LISTEN UPSTREAM").
+	Self string
 	// MaxConns is HAProxy's maxconn: it reserves two descriptors per
 	// connection at startup, so it must fit FDLimit.
 	MaxConns int
@@ -124,6 +131,11 @@ func command(kind Kind, listen, upstream string, port int, o Options) ([]string,
 			return nil, fmt.Errorf("haproxy: writing config: %w", err)
 		}
 		return []string{o.HAProxy, "-db", "-f", cfg}, nil
+	case GoCopy:
+		if o.Self == "" {
+			return nil, errors.New("gocopy: Options.Self (the benchmark executable) is not set")
+		}
+		return []string{o.Self, "gocopy", listen, upstream}, nil
 	case Socat:
 		// As Contrast's port-forwarder runs it, bound to loopback here.
 		return []string{o.Socat, "-d", fmt.Sprintf("TCP-LISTEN:%d,fork,reuseaddr,bind=127.0.0.1", port),

@@ -32,13 +32,14 @@ func TestHAProxyConfigPipes(t *testing.T) {
 }
 
 func TestCommand(t *testing.T) {
-	o := Options{CCProxy: "/bin/ccproxy", Socat: "/bin/socat", Harness: "/bin/ccrelay", HarnessArgs: []string{"-cpuprofile", "x"}, WorkDir: t.TempDir()}
+	o := Options{CCProxy: "/bin/ccproxy", Socat: "/bin/socat", Harness: "/bin/ccrelay", Self: "/bin/ccbench", HarnessArgs: []string{"-cpuprofile", "x"}, WorkDir: t.TempDir()}
 	tests := []struct {
 		kind Kind
 		want []string
 	}{
 		{CCProxy, []string{"/bin/ccproxy", "--listen", "127.0.0.1:7", "--upstream", "127.0.0.1:8", "--idle-timeout", "0", "--max-connections", "20000", "--drain-timeout", "1s"}},
 		{Socat, []string{"/bin/socat", "-d", "TCP-LISTEN:7,fork,reuseaddr,bind=127.0.0.1", "TCP:127.0.0.1:8"}},
+		{GoCopy, []string{"/bin/ccbench", "gocopy", "127.0.0.1:7", "127.0.0.1:8"}},
 		{Harness, []string{"/bin/ccrelay", "-listen", "127.0.0.1:7", "-upstream", "127.0.0.1:8", "-max-connections", "20000", "-cpuprofile", "x"}},
 	}
 	for _, tt := range tests {
