@@ -101,6 +101,7 @@ type Coordinator struct {
 
 	mu          sync.Mutex
 	fault       Fault
+	connFaults  []Fault // SetFaultSequence: the next connections' faults, in order
 	skew        time.Duration
 	issuerDelay time.Duration
 	manifests   [][]byte
@@ -249,6 +250,32 @@ func (c *Coordinator) SetFault(f Fault) {
 	c.mu.Unlock()
 }
 
+// SetFaultSequence gives the next len(seq) connections accepted the faults
+// of seq, one each and in order; connections after them get SetFault's
+// fault again. It reproduces a failure that changes between a client's
+// retries: a load balancer that drops the first attempts, then a slow
+// issuer (SetFault(FaultIssuerSlow) with SetFaultSequence(FaultLBClose,
+// FaultLBClose)). Only connection faults apply per connection; user API
+// faults follow SetFault. SetFaultSequence() clears a sequence.
+func (c *Coordinator) SetFaultSequence(seq ...Fault) {
+	c.mu.Lock()
+	c.connFaults = append([]Fault(nil), seq...)
+	c.mu.Unlock()
+}
+
+// connFault is the fault of a connection accepted now: the sequence's next,
+// or the current fault.
+func (c *Coordinator) connFault() Fault {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.connFaults) > 0 {
+		f := c.connFaults[0]
+		c.connFaults = c.connFaults[1:]
+		return f
+	}
+	return c.fault
+}
+
 // SetClockSkew shifts the Coordinator's clock by d in every state but
 // FaultClockSkew (which uses ClockSkewAhead).
 func (c *Coordinator) SetClockSkew(d time.Duration) {
@@ -327,7 +354,7 @@ func (c *Coordinator) Serve(ctx context.Context, ln net.Listener) error {
 // handle applies the faults that act before TLS and hands every other
 // connection, tagged with the fault it was accepted under, to gRPC.
 func (c *Coordinator) handle(ctx context.Context, conn net.Conn, queue *connQueue) {
-	f := c.Fault()
+	f := c.connFault()
 	switch f {
 	case FaultLBClose, FaultLBReset, FaultNotTLS:
 		stop := context.AfterFunc(ctx, func() { conn.Close() })
