@@ -44,6 +44,10 @@ const (
 	AttestPolicyHash    = attribute.Key("attest.policy_hash")
 	AttestExpectedHash  = attribute.Key("attest.expected_policy_hash")
 	ClockOffsetMS       = attribute.Key("ccproxy.coordinator.clock_offset_ms")
+	// RunAttempt is the connection's place in its CLI run (internal/runs):
+	// 1 for the first, n for the n-th; a retry's root span also links to
+	// the run's first root span.
+	RunAttempt = attribute.Key("ccproxy.run.attempt")
 )
 
 // Attributes beyond the contract's table; names are stable too.

@@ -30,6 +30,7 @@ import (
 
 	"github.com/ccproxy-dev/ccproxy/internal/atls"
 	"github.com/ccproxy-dev/ccproxy/internal/failure"
+	"github.com/ccproxy-dev/ccproxy/internal/runs"
 	"github.com/ccproxy-dev/ccproxy/internal/verdict"
 	"github.com/ccproxy-dev/ccproxy/proxy"
 	"github.com/ccproxy-dev/ccproxy/proxy/inspect"
@@ -95,6 +96,9 @@ type Config struct {
 	// OnVerdict, if set, is called once per connection with its final mode
 	// and detail (the demo and tests use it).
 	OnVerdict func(info proxy.ConnInfo, v inspect.Verdict)
+	// Runs places each connection in its client's CLI run (the root span's
+	// trace.RunAttempt and link); nil: a tracker of this Watcher's own.
+	Runs *runs.Tracker
 }
 
 // Watcher makes one Observer per connection.
@@ -107,6 +111,9 @@ func New(cfg Config) *Watcher {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Runs == nil {
+		cfg.Runs = runs.New(runs.Config{})
 	}
 	return &Watcher{cfg: cfg}
 }
@@ -122,8 +129,14 @@ func (w *Watcher) Observe(ctx context.Context, info proxy.ConnInfo) proxy.Observ
 	if sc := oteltrace.SpanContextFromContext(ctx); !sc.IsValid() || !sc.IsRemote() {
 		opts = append(opts, oteltrace.WithNewRoot())
 	}
+	run := w.cfg.Runs.Begin(runs.KeyOf(info.Client, info.Route.Upstream), info.Accepted)
+	opts = append(opts, run.StartOptions()...) // links are given at the start
 	ctx, span := w.tracer().Start(ctx, trace.SpanConnection, opts...)
-	o := &conn{w: w, ctx: ctx, span: span, info: info}
+	run.Started(span.SpanContext())
+	if !info.Route.Inspect {
+		run.Established() // no handshake to wait for (see internal/runs)
+	}
+	o := &conn{w: w, ctx: ctx, span: span, info: info, run: run}
 	o.cls.IssuerDeadline = w.cfg.IssuerDeadline
 	if info.Route.Inspect {
 		o.c2s, o.s2c = inspect.NewConn(o.onEvent)
@@ -160,6 +173,7 @@ type conn struct {
 	ctx  context.Context
 	span oteltrace.Span
 	info proxy.ConnInfo
+	run  *runs.Attempt
 
 	c2s, s2c *inspect.Parser
 
@@ -232,6 +246,7 @@ func (o *conn) Inspecting(dir proxy.Direction) bool {
 	if !more {
 		if dir == proxy.ClientToUpstream {
 			o.c2s = nil
+			o.run.Established() // past its handshake: no retry follows it
 		} else {
 			o.s2c = nil
 		}
@@ -346,6 +361,7 @@ func (o *conn) Ended(dir proxy.Direction, err error, at time.Time) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.cls.Ended(inspectDir(dir), err, at)
+	o.run.Over(at) // the client may retry from now on
 	o.tl.ended(dir, err, at)
 }
 
@@ -387,6 +403,7 @@ func (o *conn) Closed(s proxy.Stats) {
 		}
 	}
 	v := verdict.Decide(obs)
+	o.run.End(s.Closed, v.Mode)
 
 	span := o.span
 	if ev != nil {
