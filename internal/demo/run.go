@@ -59,6 +59,10 @@ type Row struct {
 	// Connections are the modes of every connection the relay named in
 	// this scenario (a gRPC client may open more than one).
 	Connections []failure.Mode
+	// Run is every connection of the scenario in accept order, as the
+	// relay marked its place in its run (ccproxy.run.attempt, the link)
+	// and named it.
+	Run []Attempt
 }
 
 // Report is a whole run.
@@ -132,13 +136,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 // PrintTable writes the report as an aligned table.
 func PrintTable(w io.Writer, rep *Report) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SCENARIO\tWHAT THE CLIENT SAW\tCCPROXY NAMED\tDETAIL")
+	fmt.Fprintln(tw, "SCENARIO\tWHAT THE CLIENT SAW\tCCPROXY NAMED\tRUN\tDETAIL")
 	for _, r := range rep.Rows {
 		named := string(r.Named)
 		if !r.Pass {
 			named += fmt.Sprintf(" (want %s)", r.Scenario.Want)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Scenario.Name, cut(r.ClientSaw, 60), named, cut(r.Detail, 110))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Scenario.Name, cut(r.ClientSaw, 60), named, cut(RunText(r.Run), 70), cut(r.Detail, 110))
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\n%d of %d scenarios named correctly", len(rep.Rows)-rep.Failed(), len(rep.Rows))
@@ -230,8 +234,10 @@ func (e *env) run(ctx context.Context, sc Scenario) Row {
 	}
 	co := e.coords[platform]
 	co.c.SetFault(sc.Fault)
+	co.c.SetFaultSequence(sc.FirstFaults...)
 	co.c.SetClockSkew(sc.ClockSkew)
 	defer co.c.SetFault(coordinator.FaultNone)
+	defer co.c.SetFaultSequence()
 	defer co.c.SetClockSkew(0)
 
 	upstream := co.addr
@@ -246,9 +252,10 @@ func (e *env) run(ctx context.Context, sc Scenario) Row {
 		upstream = "coordinator.ccproxy-demo.invalid:1313"
 	}
 
-	verdicts := make(chan connVerdict, 16)
+	verdicts := make(chan connVerdict, 64)
+	rec := newRunRecorder(e.tp.Tracer())
 	wc := watch.Config{
-		Tracer:         e.tp.Tracer(),
+		Tracer:         rec,
 		IssuerDeadline: issuerDeadline,
 		OnVerdict: func(info proxy.ConnInfo, v inspect.Verdict) {
 			select {
@@ -284,10 +291,34 @@ func (e *env) run(ctx context.Context, sc Scenario) Row {
 
 	// The relay names each connection when it closes; the client has just
 	// closed its own, and a refining probe may still be running.
-	if v, all, ok := pickVerdict(verdicts); ok {
-		row.Named, row.Detail, row.Connections = v.Mode, v.Detail, all
-	} else {
-		row.Why = "the relay named no connection"
+	switch {
+	case sc.WantRun != "":
+		// A retrying client's story is its whole run: wait for every
+		// attempt's verdict; the run's outcome names the scenario.
+		got := waitRun(verdicts, rec)
+		row.Run = rec.attempts(got)
+		for _, cv := range got {
+			row.Connections = append(row.Connections, cv.v.Mode)
+		}
+		row.Named = runOutcome(row.Run)
+		for _, cv := range got {
+			if cv.v.Mode == row.Named {
+				row.Detail = cv.v.Detail
+			}
+		}
+		if len(got) == 0 {
+			row.Why = "the relay named no connection"
+		} else {
+			row.Why = checkRun(row.Run, sc.WantRun, e.tp.Enabled())
+		}
+	default:
+		v, all, got, ok := pickVerdict(verdicts)
+		if ok {
+			row.Named, row.Detail, row.Connections = v.Mode, v.Detail, all
+		} else {
+			row.Why = "the relay named no connection"
+		}
+		row.Run = rec.attempts(got)
 	}
 	if sc.ByProbe {
 		if e.cfg.Probe == nil {
@@ -320,7 +351,8 @@ type connVerdict struct {
 // ClientHello wins, and a bare connect-and-close only when nothing else came.
 // Such an unused connection is often named first, while the real one is
 // still being refined by a probe: after it, wait longer for the real one.
-func pickVerdict(ch <-chan connVerdict) (inspect.Verdict, []failure.Mode, bool) {
+// It returns every verdict it received too.
+func pickVerdict(ch <-chan connVerdict) (inspect.Verdict, []failure.Mode, []connVerdict, bool) {
 	const (
 		stragglers     = 300 * time.Millisecond // after a connection that carried a ClientHello
 		afterBareClose = 2 * time.Second        // after connect-and-close only
@@ -345,7 +377,7 @@ func pickVerdict(ch <-chan connVerdict) (inspect.Verdict, []failure.Mode, bool) 
 		break
 	}
 	if len(got) == 0 {
-		return inspect.Verdict{}, nil, false
+		return inspect.Verdict{}, nil, nil, false
 	}
 	all := make([]failure.Mode, len(got))
 	for i, cv := range got {
@@ -363,7 +395,7 @@ func pickVerdict(ch <-chan connVerdict) (inspect.Verdict, []failure.Mode, bool) 
 	if best < 0 {
 		best = 0
 	}
-	return got[best].v, all, true
+	return got[best].v, all, got, true
 }
 
 func judge(sc Scenario, row Row, clientErr error, why string) (bool, string) {
@@ -400,6 +432,9 @@ func (e *env) client(ctx context.Context, sc Scenario, addr string, co *coord) e
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	if sc.Retries {
+		return SetLoop(ctx, addr, cliOptions(sc, co))
+	}
 	switch sc.Client {
 	case ClientHTTP:
 		return rawExchange(ctx, addr, []byte("GET / HTTP/1.1\r\nHost: coordinator\r\n\r\n"))
@@ -417,6 +452,13 @@ func (e *env) client(ctx context.Context, sc Scenario, addr string, co *coord) e
 		return tlsHandshake(ctx, addr, &tls.Config{InsecureSkipVerify: true, ServerName: "localhost",
 			NextProtos: []string{"atls:v2:nonce:" + fmt.Sprintf("%x", nonce), "h2"}})
 	}
+	_, err := contrastcli.Verify(ctx, addr, cliOptions(sc, co))
+	return err
+}
+
+// cliOptions are the scenario's CLI: co's manifest and roots, the
+// scenario's nonce style, TLS version and expected policy.
+func cliOptions(sc Scenario, co *coord) contrastcli.Options {
 	opts := contrastcli.Options{
 		Manifest:    co.manifest,
 		SNPRootsPEM: co.opts.SNPRoots,
@@ -429,8 +471,7 @@ func (e *env) client(ctx context.Context, sc Scenario, addr string, co *coord) e
 		h := sha256.Sum256([]byte("another deployment's coordinator policy"))
 		opts.PolicyHash = h[:]
 	}
-	_, err := contrastcli.Verify(ctx, addr, opts)
-	return err
+	return opts
 }
 
 func tlsHandshake(ctx context.Context, addr string, cfg *tls.Config) error {

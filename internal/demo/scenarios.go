@@ -65,6 +65,18 @@ type Scenario struct {
 	// ClientSees is a regular expression for the client's error (the
 	// symptom users report); empty means the client must succeed.
 	ClientSees string
+	// FirstFaults are the faults of the scenario's first connections, one
+	// each, before Fault applies (coordinator.SetFaultSequence): a failure
+	// that changes between a retrying client's attempts.
+	FirstFaults []coordinator.Fault
+	// Retries makes the client retry as `contrast set` does (SetLoop)
+	// until its timeout.
+	Retries bool
+	// WantRun, when set, is the run the relay must mark: all of the
+	// scenario's connections one run, their modes in order with repeats
+	// collapsed ("lb_closed_early ×3, then issuer_timeout"). Want is then
+	// the run's outcome, the mode that names what the client printed.
+	WantRun string
 }
 
 // Scenarios is every scenario the demo drives, in the order it prints them.
@@ -80,6 +92,10 @@ func Scenarios() []Scenario {
 		{Name: "load balancer resets after ClientHello", Fault: coordinator.FaultLBReset, Want: failure.LBClosedEarly,
 			ClientSees: `authentication handshake failed: .*(reset by peer|EOF)`},
 		{Name: "issuer stuck (slow collateral fetch)", Fault: coordinator.FaultIssuerSlow, Want: failure.IssuerTimeout,
+			ClientSees: `context deadline exceeded`},
+		{Name: "LB drops 3 attempts, then slow issuer (CLI retries)", Fault: coordinator.FaultIssuerSlow,
+			FirstFaults: []coordinator.Fault{coordinator.FaultLBClose, coordinator.FaultLBClose, coordinator.FaultLBClose},
+			Retries:     true, Want: failure.IssuerTimeout, WantRun: "lb_closed_early ×3, then issuer_timeout",
 			ClientSees: `context deadline exceeded`},
 		{Name: "issuer fails", Fault: coordinator.FaultIssuerError, Want: failure.IssuerError,
 			ClientSees: `remote error: tls: internal error`},
