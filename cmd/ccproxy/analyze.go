@@ -26,14 +26,20 @@ type analyzeFlags struct {
 	limit         int
 	timeout       time.Duration
 	trace         string
+	runs          int
 }
 
 func newAnalyzeCmd() *cobra.Command {
 	var f analyzeFlags
 	cmd := &cobra.Command{
 		Use:   "analyze FILE... | --jaeger URL",
-		Short: "Summarize connection traces: failure modes, upstreams, over time, issuer latency",
-		Long: `Summarize ccproxy's connection traces: connections per failure mode and per
+		Short: "Summarize connection traces: CLI runs, failure modes, upstreams, over time, issuer latency",
+		Long: `Summarize ccproxy's connection traces. First the runs: one CLI invocation's
+connections from one client address to one upstream while the CLI retried
+(ccproxy.run.attempt, and each retry's span link to the run's first
+connection), e.g. "4 attempts over 31 s: lb_closed_early ×3, then
+issuer_timeout — the CLI printed: ..."; the latest --runs that retried or
+failed are listed. Then connections per failure mode and per
 upstream, counts over time, the upstream's first-byte latency (p50/p90/p99/max
 of ccproxy.upstream.first_byte_ms, i.e. how fast the Coordinator's issuer
 answered), the most frequent failure details, and the first and last time each
@@ -53,7 +59,8 @@ ccproxy --trace-file and the OpenTelemetry Collector's file exporter write it;
 skipped. With --jaeger the same spans are read from Jaeger's query API.
 
 --output html writes a self-contained page (no script, no external assets):
-the summary by failure mode and, for the latest connections that match --mode,
+the runs, each with its attempts on one time axis, the summary by failure
+mode and, for the latest connections that match --mode,
 --since or --trace, a waterfall of each connection's spans with its TLS records
 as ticks and its attributes, like a tracing UI would draw it.
 
@@ -86,6 +93,7 @@ usage error or unreadable input.`,
 	fl.IntVar(&f.limit, "limit", 1000, "most traces to fetch (with --jaeger)")
 	fl.DurationVar(&f.timeout, "timeout", time.Minute, "how long to wait for Jaeger (with --jaeger)")
 	fl.StringVar(&f.trace, "trace", "", "draw only the trace with this `ID` (hex; with --output html)")
+	fl.IntVar(&f.runs, "runs", analyze.DefaultRunsListed, "how many of the latest runs that retried or failed to list")
 	return cmd
 }
 
@@ -99,6 +107,9 @@ func runAnalyze(cmd *cobra.Command, files []string, f analyzeFlags) error {
 	}
 	if f.top < 1 {
 		return usageErrorf("--top: must be at least 1")
+	}
+	if f.runs < 1 {
+		return usageErrorf("--runs: must be at least 1")
 	}
 	if f.mode != "" {
 		if !slices.Contains(failure.All, failure.Mode(f.mode)) {
@@ -133,7 +144,11 @@ func runAnalyze(cmd *cobra.Command, files []string, f analyzeFlags) error {
 		return usageErrorf("--output: html draws traces from files; with --jaeger use text or json")
 	}
 	var conns []analyze.Connection
+	// Runs see every connection: a run is listed whole when any of its
+	// attempts is selected.
+	runs := analyze.NewRunCollector()
 	collect := func(c analyze.Connection) {
+		runs.Add(c)
 		// Filter while reading: a large file need not be held whole.
 		if opts.Keep(c) {
 			conns = append(conns, c)
@@ -183,6 +198,7 @@ func runAnalyze(cmd *cobra.Command, files []string, f analyzeFlags) error {
 
 	sum := analyze.Summarize(conns, opts)
 	sum.Read = stats
+	sum.Runs = runs.Report(opts, f.runs)
 	if stats.Skipped > 0 {
 		fmt.Fprintf(cmd.ErrOrStderr(), "ccproxy analyze: skipped %d malformed lines (first: %s)\n", stats.Skipped, firstOr(stats.Problems, "?"))
 	}

@@ -54,7 +54,7 @@ var keyAttrs = []attribute.Key{
 	trace.AttestPolicyHash, trace.AttestExpectedHash, trace.AttestVerdict,
 	trace.TLSProtocolVersion, trace.TLSAlertDescription, trace.UpstreamFirstByteMS,
 	trace.ATLSClientNonce, trace.ATLSNonceSource, trace.AttestPlatform, trace.TLSServerName,
-	trace.UpstreamAddress, trace.ClockOffsetMS,
+	trace.UpstreamAddress, trace.ClockOffsetMS, trace.RunAttempt,
 }
 
 type pageView struct {
@@ -74,8 +74,13 @@ type pageView struct {
 	Matched       int
 	Selection     string
 	Traces        []traceView
-	ModeClass     func(string) string
-	FormatTime    func(time.Time) string
+	// Runs, RunCounts and RunNotes are the runs card (before the
+	// connections).
+	Runs       []runView
+	RunCounts  string
+	RunNotes   []string
+	ModeClass  func(string) string
+	FormatTime func(time.Time) string
 }
 
 type traceView struct {
@@ -91,6 +96,36 @@ type traceView struct {
 	Attrs     []attrView
 	Events    []eventView
 	Children  []childView
+}
+
+// runView is one listed run: its sentence's parts and its attempts on
+// one time axis, a row each.
+type runView struct {
+	Head     string // "run at ... from ... to ..., 4 attempts over 31 s"
+	Steps    []stepView
+	Outcome  string
+	CLIText  string
+	Class    string // the outcome's mode class
+	Axis     []axisTick
+	Attempts []attemptView
+}
+
+type stepView struct {
+	Text  string
+	Class string
+	Then  bool
+}
+
+type attemptView struct {
+	Name  string // "attempt 3"
+	Mode  string
+	Class string
+	Href  string // "#t-<trace id>" when that trace is drawn below
+	Left  string
+	Width string
+	Dur   string
+	Note  string // "sent nothing"
+	Gap   bool   // a row standing for attempts not drawn
 }
 
 type axisTick struct {
@@ -189,10 +224,89 @@ func (p HTMLPage) view() pageView {
 	}
 	v.Problems = s.Read.Problems
 	v.MoreProbs = s.Read.Skipped - len(s.Read.Problems)
+	drawn := map[string]bool{}
 	for _, t := range p.Traces {
 		v.Traces = append(v.Traces, traceViewOf(t))
+		drawn[t.ID] = true
+	}
+	if r := s.Runs; r.Runs > 0 {
+		v.RunCounts = runCounts(r)
+		v.RunNotes = r.Notes
+		for _, run := range r.Listed {
+			v.Runs = append(v.Runs, runViewOf(run, drawn))
+		}
 	}
 	return v
+}
+
+// runViewOf draws a run: its attempts as bars on one axis from the first
+// attempt's start to the last one's end.
+func runViewOf(r Run, drawn map[string]bool) runView {
+	rv := runView{Outcome: r.Outcome, CLIText: r.CLIText, Class: modeClass(r.Outcome)}
+	head := r.Summary
+	if i := strings.Index(head, ": "); i >= 0 {
+		head = head[:i]
+	}
+	rv.Head = head
+	for i, st := range r.Steps {
+		text := st.Mode
+		if st.Count > 1 {
+			text += " ×" + strconv.Itoa(st.Count)
+		}
+		rv.Steps = append(rv.Steps, stepView{Text: text, Class: modeClass(st.Mode), Then: i > 0})
+	}
+	t0, total := r.Start, r.End.Sub(r.Start)
+	pos := func(at time.Time) float64 {
+		if total <= 0 {
+			return 0
+		}
+		return min(100, max(0, 100*float64(at.Sub(t0))/float64(total)))
+	}
+	const ticks = 4
+	for i := 0; i <= ticks; i++ {
+		class := ""
+		switch i {
+		case 0:
+			class = "first"
+		case ticks:
+			class = "last"
+		}
+		rv.Axis = append(rv.Axis, axisTick{
+			Left:  pct(100 * float64(i) / ticks),
+			Label: fmtDur(time.Duration(float64(total) * float64(i) / ticks)),
+			Class: class,
+		})
+	}
+	for i, a := range r.Drawn {
+		if r.NotDrawn > 0 && i == len(r.Drawn)/2 {
+			rv.Attempts = append(rv.Attempts, attemptView{Name: "… " + plural(r.NotDrawn, "attempt") + " not drawn", Gap: true})
+		}
+		name := "attempt " + strconv.Itoa(a.Attempt)
+		if a.Attempt == 0 {
+			name = "connection"
+		}
+		left := pos(a.Start)
+		av := attemptView{
+			Name:  name,
+			Mode:  a.Mode,
+			Class: modeClass(a.Mode),
+			Note:  pick(a.SentNothing, "sent nothing", ""),
+			Left:  pct(left),
+			Width: pct(max(pos(a.End)-left, 0.3)),
+			Dur:   fmtDur(a.End.Sub(a.Start)),
+		}
+		if av.Mode == "" {
+			av.Mode = unknownMode
+		}
+		if a.SentNothing {
+			av.Class = "m-none"
+		}
+		if drawn[a.TraceID] {
+			av.Href = "#t-" + a.TraceID
+		}
+		rv.Attempts = append(rv.Attempts, av)
+	}
+	return rv
 }
 
 func plural(n int, what string) string {

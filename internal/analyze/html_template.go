@@ -83,13 +83,37 @@ table.attrs tr.differs td.k::after { content:" ≠"; color:var(--fail); }
 table.ev td { padding:2px 10px 2px 0; white-space:nowrap; }
 table.ev td.what { white-space:normal; }
 details { margin-top:8px; } summary { cursor:pointer; color:var(--muted); }
+.run { border-top:1px solid var(--line); padding:8px 0 4px; }
+.run:first-of-type { border-top:0; }
+.run-head { font-weight:600; }
+.run-steps { margin:4px 0; }
+.run-steps .then { color:var(--muted); margin:0 4px; }
+.run-cli { margin:4px 0 8px; padding:5px 10px; border-left:4px solid var(--fail); background:#fff4f4; font-family:"DejaVu Sans Mono", Menlo, Consolas, monospace; font-size:12px; }
+.run-cli.m-ok { border-color:var(--ok); background:#f1faf4; font-family:inherit; }
+.wf-row.gap .wf-name { color:var(--muted); font-style:italic; }
+.bar.m-ok { background:#7cc59a; } .bar.m-fail { background:#e57373; } .bar.m-none { background:#9aa5b1; }
 </style>
 </head>
 <body>
 <header><h1>{{.Title}}</h1><span class="sub">{{.Subtitle}}</span>{{if .Selection}}<span class="sel">selected: {{.Selection}}</span>{{end}}</header>
 <main>
 {{if .Problems}}<div class="warn"><b>Skipped input</b>{{range .Problems}}<div class="mono">{{.}}</div>{{end}}{{if gt .MoreProbs 0}}<div>… and {{.MoreProbs}} more</div>{{end}}</div>{{end}}
-<section class="card">
+{{if .RunCounts}}<section class="card runs">
+<h2>Runs</h2>
+<p class="note">A run is one CLI invocation: a client's connections to one upstream while the CLI retried. {{.RunCounts}}.</p>
+{{range .Runs}}<div class="run">
+<div class="run-head">{{.Head}}</div>
+<div class="run-steps">{{range .Steps}}{{if .Then}}<span class="then">→</span>{{end}}<span class="badge {{.Class}}">{{.Text}}</span>{{end}}</div>
+{{if eq .Outcome "ok"}}<div class="run-cli m-ok">the CLI succeeded</div>{{else if .CLIText}}<div class="run-cli">the CLI printed: {{.CLIText}}</div>{{end}}
+<div class="wf">
+<div class="wf-row wf-head"><div class="wf-name">attempt</div><div class="wf-track">{{range .Axis}}<span class="axis-label {{.Class}}" style="left:{{.Left}}">{{.Label}}</span>{{end}}</div></div>
+{{$axis := .Axis}}{{range .Attempts}}{{if .Gap}}<div class="wf-row gap"><div class="wf-name">{{.Name}}</div><div class="wf-track"></div></div>
+{{else}}<div class="wf-row"><div class="wf-name">{{if .Href}}<a href="{{.Href}}">{{.Name}}</a>{{else}}{{.Name}}{{end}} <span class="badge {{.Class}}">{{.Mode}}</span>{{if .Note}} <span class="svc">{{.Note}}</span>{{end}}</div><div class="wf-track">{{range $axis}}<span class="grid" style="left:{{.Left}}"></span>{{end}}<div class="bar {{.Class}}" style="left:{{.Left}};width:{{.Width}}" title="{{.Name}}: {{.Mode}}, {{.Dur}}"></div></div></div>
+{{end}}{{end}}</div>
+</div>
+{{end}}{{range .RunNotes}}<p class="note">{{.}}</p>
+{{end}}</section>
+{{end}}<section class="card">
 <h2>Connections by failure mode</h2>
 {{if .SentNothing}}<div class="sent-nothing">{{.SentNothing}}</div>{{end}}
 <div class="summary">
@@ -108,7 +132,7 @@ details { margin-top:8px; } summary { cursor:pointer; color:var(--muted); }
 {{if .Traces}}{{if lt .Shown .Matched}}<p class="note">Showing the {{.Shown}} latest of {{.Matched}} matching connections.</p>{{end}}
 {{else}}<p class="note">No connection trace matched the selection.</p>{{end}}
 {{range .Traces}}
-<section class="card trace">
+<section class="card trace" id="t-{{.ID}}">
 <div class="trace-head"><h2>{{$.ConnSpan}}</h2><span class="badge {{.ModeClass}}">{{.Mode}}</span><span class="meta">trace <span class="mono">{{.ID}}</span> · {{.Start}} UTC · {{.Duration}}{{if .Upstream}} · upstream <span class="mono">{{.Upstream}}</span>{{end}}</span></div>
 {{if .Detail}}<div class="detail-box {{.ModeClass}}">{{.Detail}}</div>{{end}}
 <div class="wf">

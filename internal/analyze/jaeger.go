@@ -2,6 +2,7 @@ package analyze
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/ccproxy-dev/ccproxy/trace"
@@ -64,6 +66,8 @@ type jaegerSpan struct {
 
 type jaegerReference struct {
 	RefType string `json:"refType"`
+	TraceID string `json:"traceID"`
+	SpanID  string `json:"spanID"`
 }
 
 type jaegerTag struct {
@@ -154,6 +158,7 @@ func FetchJaeger(ctx context.Context, q JaegerQuery, fn func(Connection)) (ReadS
 		for _, sp := range t.Spans {
 			st.Spans++
 			c, ok, root, err := connectionFromJaeger(sp)
+			c.trace, c.span = jaegerTraceID(t.TraceID), jaegerSpanID(sp.SpanID)
 			switch {
 			case err != nil:
 				st.skip("jaeger trace "+t.TraceID, 0, fmt.Errorf("span %s: %w", sp.SpanID, err))
@@ -219,9 +224,45 @@ func connectionFromJaeger(sp jaegerSpan) (c Connection, ok, root bool, err error
 			if f, err := tagFloat(tag); err == nil && f >= 0 && f < 1<<62 {
 				c.ClientBytes, c.HasClientBytes = int64(f), true
 			}
+		case trace.ClientAddress:
+			c.Client = tagString(tag)
+		case trace.RunAttempt:
+			if f, err := tagFloat(tag); err == nil && f >= 1 && f < 1<<31 {
+				c.Attempt = int(f)
+			}
+		}
+	}
+	if c.Attempt > 1 {
+		// Jaeger shows a span link as a FOLLOWS_FROM reference.
+		for _, r := range sp.References {
+			if r.RefType == "FOLLOWS_FROM" {
+				c.runFirst = spanRef{jaegerTraceID(r.TraceID), jaegerSpanID(r.SpanID)}
+				break
+			}
 		}
 	}
 	return c, true, root, nil
+}
+
+// jaegerTraceID reads a trace id as Jaeger writes it (hex, leading zeros
+// possibly dropped); an unreadable one is the empty id.
+func jaegerTraceID(s string) pcommon.TraceID {
+	id, _ := ParseTraceID(s)
+	return id
+}
+
+// jaegerSpanID reads a span id as Jaeger writes it.
+func jaegerSpanID(s string) pcommon.SpanID {
+	var id pcommon.SpanID
+	s = strings.ToLower(strings.TrimSpace(s))
+	if s == "" || len(s) > 2*len(id) {
+		return id
+	}
+	b, err := hex.DecodeString(strings.Repeat("0", 2*len(id)-len(s)) + s)
+	if err == nil {
+		copy(id[:], b)
+	}
+	return id
 }
 
 // tagString renders any tag value as text (strings unquoted).

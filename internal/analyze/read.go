@@ -65,8 +65,25 @@ type Connection struct {
 	// only when HasClientBytes.
 	ClientBytes    int64
 	HasClientBytes bool
+	// Client is the client's address (client.address), "" if unknown.
+	Client string
+	// Attempt is the connection's place in its CLI run
+	// (trace.RunAttempt): 1 for the first, n for the n-th; 0 when the span
+	// carries none (written before ccproxy marked runs): then the
+	// connection is a run of its own.
+	Attempt int
 
-	trace pcommon.TraceID // for the TraceCollector; empty from Jaeger
+	trace pcommon.TraceID // for the TraceCollector and runs
+	span  pcommon.SpanID  // the connection span's own id
+	// runFirst is the span a retry (Attempt > 1) links to: its run's
+	// first connection span.
+	runFirst spanRef
+}
+
+// spanRef names one span.
+type spanRef struct {
+	trace pcommon.TraceID
+	span  pcommon.SpanID
 }
 
 // SentNothing reports whether the client closed without sending a single
@@ -299,7 +316,17 @@ func connectionFromSpan(s ptrace.Span) (Connection, bool) {
 		Mode:     str(trace.FailureMode),
 		Detail:   str(trace.FailureDetail),
 		Upstream: str(trace.UpstreamAddress),
+		Client:   str(trace.ClientAddress),
 		trace:    s.TraceID(),
+		span:     s.SpanID(),
+	}
+	if v, ok := attrs.Get(string(trace.RunAttempt)); ok {
+		if f, ok := numeric(v); ok && f >= 1 && f < 1<<31 {
+			c.Attempt = int(f)
+		}
+	}
+	if c.Attempt > 1 {
+		c.runFirst = runLink(s.Links())
 	}
 	if end := s.EndTimestamp(); end >= s.StartTimestamp() {
 		c.Duration = end.AsTime().Sub(c.Start)
@@ -313,6 +340,23 @@ func connectionFromSpan(s ptrace.Span) (Connection, bool) {
 		}
 	}
 	return c, true
+}
+
+// runLink is the target of a retry's link to its run's first connection
+// span: the link that says it points at attempt 1, else the first link.
+func runLink(links ptrace.SpanLinkSlice) spanRef {
+	for i := range links.Len() {
+		l := links.At(i)
+		if v, ok := l.Attributes().Get(string(trace.RunAttempt)); ok {
+			if f, ok := numeric(v); ok && f == 1 {
+				return spanRef{l.TraceID(), l.SpanID()}
+			}
+		}
+	}
+	if links.Len() > 0 {
+		return spanRef{links.At(0).TraceID(), links.At(0).SpanID()}
+	}
+	return spanRef{}
 }
 
 // numeric reads an int, double or numeric string attribute.

@@ -54,6 +54,17 @@ func (s Summary) WriteText(w io.Writer) error {
 	}
 	p("%d connections from %s to %s%s\n(%s)\n", s.Connections, ts(s.From), ts(s.To), filter, src)
 
+	if r := s.Runs; r.Runs > 0 {
+		p("\nRuns (a client's connections to one upstream while its CLI retried, %s)\n", trace.RunAttempt)
+		p("  %s\n", runCounts(r)+pick(len(r.Listed) > 0, ":", ""))
+		for _, run := range r.Listed {
+			p("  %s\n", run.Summary)
+		}
+		for _, n := range r.Notes {
+			p("  note: %s\n", n)
+		}
+	}
+
 	if n := s.SentNothing.Count; n > 0 {
 		p("\nBy failure mode (%d that sent something)\n", s.Connections-n)
 	} else {
@@ -127,6 +138,18 @@ func (s Summary) WriteText(w io.Writer) error {
 		}
 	}
 	return flush(bw)
+}
+
+// runCounts is the line above the listed runs.
+func runCounts(r RunReport) string {
+	line := fmt.Sprintf("%s, %d retried, %d failed", plural(r.Runs, "run"), r.Retried, r.Failed)
+	switch {
+	case len(r.Listed) == 0:
+		return line + "; none retried or failed"
+	case r.More > 0:
+		return fmt.Sprintf("%s; listed: the latest %d that retried or failed (%d more not listed)", line, len(r.Listed), r.More)
+	}
+	return line + "; listed: those that retried or failed"
 }
 
 // sentNothingLine is the one line that names the connections set apart, in

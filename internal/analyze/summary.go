@@ -45,11 +45,14 @@ func (o Options) Keep(c Connection) bool {
 // describe the rest, so that health checks and port scans do not top the
 // failures. Upstream and bucket counts include both.
 type Summary struct {
-	Connections int          `json:"connections"`
-	From        time.Time    `json:"from,omitzero"`
-	To          time.Time    `json:"to,omitzero"`
-	Filter      Filter       `json:"filter"`
-	Read        ReadStats    `json:"read"`
+	Connections int       `json:"connections"`
+	From        time.Time `json:"from,omitzero"`
+	To          time.Time `json:"to,omitzero"`
+	Filter      Filter    `json:"filter"`
+	Read        ReadStats `json:"read"`
+	// Runs groups the connections into CLI runs (RunCollector.Report);
+	// Summarize leaves it empty, the caller fills it.
+	Runs        RunReport    `json:"runs"`
 	SentNothing SentNothing  `json:"sent_nothing"`
 	Modes       []ModeCount  `json:"modes"`
 	Upstreams   []Upstream   `json:"upstreams"`
@@ -152,6 +155,7 @@ func AutoBucket(span time.Duration) time.Duration {
 func Summarize(conns []Connection, opts Options) Summary {
 	s := Summary{
 		Filter:    Filter{Since: opts.Since, Mode: opts.Mode},
+		Runs:      RunReport{Listed: []Run{}},
 		Modes:     []ModeCount{},
 		Upstreams: []Upstream{},
 		Buckets:   []Bucket{},
