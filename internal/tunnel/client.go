@@ -14,6 +14,7 @@ import (
 	oteltrace "go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/ccproxy-dev/ccproxy/internal/runs"
 	"github.com/ccproxy-dev/ccproxy/internal/verdict"
 	"github.com/ccproxy-dev/ccproxy/proxy"
 )
@@ -166,6 +167,7 @@ func (c *Client) Serve(ctx context.Context, lns []net.Listener) error {
 		tracer = noop.NewTracerProvider().Tracer("")
 	}
 	cs := &clientState{
+		runs:    runs.New(runs.Config{Settle: -1}),
 		c:       c,
 		log:     c.logger(),
 		tr:      tr,
@@ -257,4 +259,6 @@ type clientState struct {
 	changed  chan struct{} // closed and replaced whenever cur changes
 	sessions map[*session]struct{}
 	active   map[*pump]struct{}
+
+	runs *runs.Tracker // each local connection's place in its CLI run
 }

@@ -13,6 +13,8 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	oteltrace "go.opentelemetry.io/otel/trace"
 
+	"github.com/ccproxy-dev/ccproxy/internal/failure"
+	"github.com/ccproxy-dev/ccproxy/internal/runs"
 	"github.com/ccproxy-dev/ccproxy/internal/verdict"
 	"github.com/ccproxy-dev/ccproxy/proxy"
 	"github.com/ccproxy-dev/ccproxy/trace"
@@ -30,7 +32,10 @@ func (cs *clientState) acceptLoop(ctx context.Context, r LocalRoute, ln net.List
 // outcome on a root span whose trace the server's span joins.
 func (cs *clientState) handle(ctx context.Context, r LocalRoute, tcp net.Conn) {
 	res := Result{Route: r, Client: tcp.RemoteAddr(), Accepted: time.Now()}
-	sctx, span := cs.tracer.Start(context.Background(), trace.SpanConnection,
+	// The connection's place in its client's CLI run (internal/runs); the
+	// local end sees no handshake, so its tracker never waits (Settle off).
+	run := cs.runs.Begin(runs.KeyOf(tcp.RemoteAddr(), r.Route), res.Accepted)
+	opts := append([]oteltrace.SpanStartOption{
 		oteltrace.WithNewRoot(),
 		oteltrace.WithTimestamp(res.Accepted),
 		oteltrace.WithSpanKind(oteltrace.SpanKindServer),
@@ -38,7 +43,9 @@ func (cs *clientState) handle(ctx context.Context, r LocalRoute, tcp net.Conn) {
 			trace.ListenAddress.String(r.Listen),
 			trace.TunnelServer.String(cs.c.Server),
 			trace.TunnelRoute.String(r.Route),
-		))
+		)}, run.StartOptions()...)
+	sctx, span := cs.tracer.Start(context.Background(), trace.SpanConnection, opts...)
+	run.Started(span.SpanContext())
 	if a, ok := tcp.RemoteAddr().(*net.TCPAddr); ok {
 		span.SetAttributes(trace.ClientAddress.String(a.IP.String()), trace.ClientPort.Int(a.Port))
 	}
@@ -54,7 +61,7 @@ func (cs *clientState) handle(ctx context.Context, r LocalRoute, tcp net.Conn) {
 		openSpan.End()
 		resetConn(tcp)
 		res.Ended = time.Now()
-		cs.finish(span, res, cs.openFailure(ctx, err))
+		run.End(res.Ended, cs.finish(span, res, cs.openFailure(ctx, err)))
 		return
 	}
 	openSpan.SetAttributes(trace.TunnelStreamID.Int64(int64(st.StreamID())))
@@ -86,11 +93,12 @@ func (cs *clientState) handle(ctx context.Context, r LocalRoute, tcp net.Conn) {
 	cs.mu.Unlock()
 
 	res.Ended = time.Now()
+	run.Over(res.Ended) // the client may retry from now on
 	res.Sent, res.Received = p.sent.Load(), p.recv.Load()
 	streamSpan.SetAttributes(trace.BytesClientToUp.Int64(res.Sent), trace.BytesUpToClient.Int64(res.Received))
 	streamSpan.End(oteltrace.WithTimestamp(res.Ended))
 
-	cs.finish(span, res, cs.await(ctx, sess, vch, p, r, res.TraceID))
+	run.End(res.Ended, cs.finish(span, res, cs.await(ctx, sess, vch, p, r, res.TraceID)))
 }
 
 // await returns the server's verdict for the connection p carried, or
@@ -253,7 +261,9 @@ func connError(err error) bool {
 
 // finish decides the connection's verdict from what the tunnel learned,
 // writes the root span, logs the connection and reports it.
-func (cs *clientState) finish(span oteltrace.Span, res Result, o outcome) {
+// finish writes the connection's verdict (span, log, OnResult) and
+// returns its mode.
+func (cs *clientState) finish(span oteltrace.Span, res Result, o outcome) failure.Mode {
 	t := &verdict.Tunnel{Failure: o.failure, Detail: o.detail}
 	if o.remote != nil {
 		t.Remote = &verdict.Finding{Mode: o.remote.Mode, Detail: o.remote.Detail}
@@ -300,6 +310,7 @@ func (cs *clientState) finish(span oteltrace.Span, res Result, o outcome) {
 	if cs.c.OnResult != nil {
 		cs.c.OnResult(res)
 	}
+	return v.Mode
 }
 
 func addrString(a net.Addr) string {

@@ -7,6 +7,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	oteltrace "go.opentelemetry.io/otel/trace"
 
+	"github.com/ccproxy-dev/ccproxy/internal/runs"
 	"github.com/ccproxy-dev/ccproxy/internal/watch"
 	"github.com/ccproxy-dev/ccproxy/proxy"
 	"github.com/ccproxy-dev/ccproxy/proxy/inspect"
@@ -41,6 +42,11 @@ type Relayer func(ctx context.Context, req Request) Verdict
 // the failure mode, which becomes the verdict. cfg.OnVerdict, if set, is
 // still called.
 func WatchRelayer(p *proxy.Proxy, cfg watch.Config) Relayer {
+	// One run tracker for every stream: each stream gets its own watcher,
+	// but a CLI's retries come as separate streams of one tunnel peer.
+	if cfg.Runs == nil {
+		cfg.Runs = runs.New(runs.Config{})
+	}
 	return func(ctx context.Context, req Request) Verdict {
 		// One watcher per stream: OnVerdict has no handle on the connection
 		// it reports, so the closure is what ties a verdict to its stream.

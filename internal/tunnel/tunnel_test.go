@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -742,4 +743,59 @@ func attr(s ptrace.Span, key string) string {
 		return ""
 	}
 	return v.AsString()
+}
+
+// TestTunnelRetriesAreOneRun: a client that retries through the tunnel is
+// one CLI run on both ends: attempts 1, 2, 3 on the local root spans (the
+// retries linked to the first) and on the in-cluster ones, whose streams
+// all come from one tunnel peer.
+func TestTunnelRetriesAreOneRun(t *testing.T) {
+	e := newEnv(t)
+	upstream, _ := listenTCP(t, closeAfterHello)
+	server, _ := e.startServer("", []Route{{Name: "userapi", Upstream: upstream, Inspect: true}}, nil)
+	addrs, _ := e.startClient(server, []LocalRoute{{Route: "userapi"}}, nil)
+	const attempts = 3
+	for range attempts {
+		c, err := net.Dial("tcp", addrs[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true, ServerName: "localhost"})
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		if err := tc.HandshakeContext(ctx); err == nil {
+			t.Fatal("handshake succeeded")
+		}
+		cancel()
+		c.Close()
+		if res := e.result(); res.Verdict.Mode != failure.LBClosedEarly {
+			t.Fatalf("attempt: %s (%s)", res.Verdict.Mode, res.Verdict.Detail)
+		}
+	}
+	e.local.Shutdown(t.Context())
+	e.remote.Shutdown(t.Context())
+
+	for name, file := range map[string]string{"local": e.localFile, "in-cluster": e.remoteFile} {
+		var roots []ptrace.Span
+		for _, s := range readSpans(t, file) {
+			if s.Name() == trace.SpanConnection {
+				roots = append(roots, s)
+			}
+		}
+		if len(roots) != attempts {
+			t.Fatalf("%s: %d connection spans, want %d", name, len(roots), attempts)
+		}
+		slices.SortFunc(roots, func(a, b ptrace.Span) int { return int(a.StartTimestamp()) - int(b.StartTimestamp()) })
+		for i, s := range roots {
+			n, ok := s.Attributes().Get(string(trace.RunAttempt))
+			if !ok || n.Int() != int64(i+1) {
+				t.Errorf("%s: connection %d has %s %v, want %d", name, i+1, trace.RunAttempt, n.AsRaw(), i+1)
+			}
+			if i == 0 {
+				continue
+			}
+			if s.Links().Len() != 1 || s.Links().At(0).SpanID() != roots[0].SpanID() {
+				t.Errorf("%s: attempt %d is not linked to the first attempt's span", name, i+1)
+			}
+		}
+	}
 }
