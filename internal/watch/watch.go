@@ -199,7 +199,7 @@ func (o *conn) Dialed(up net.Conn, err error, took time.Duration) {
 	_, dial := o.w.tracer().Start(o.ctx, trace.SpanUpstreamDial, oteltrace.WithTimestamp(start), oteltrace.WithSpanKind(oteltrace.SpanKindClient))
 	dial.SetAttributes(trace.UpstreamAddress.String(o.info.Route.Upstream))
 	if up != nil {
-		dial.SetAttributes(attribute.String("network.peer.address", up.RemoteAddr().String()))
+		dial.SetAttributes(trace.NetworkPeerAddress.String(up.RemoteAddr().String()))
 	}
 	if err != nil {
 		dial.RecordError(err)
