@@ -177,14 +177,14 @@ type conn struct {
 
 	c2s, s2c *inspect.Parser
 
-	mu        sync.Mutex
-	cls       inspect.Classifier
-	dialEnd   time.Time
-	hsStart   time.Time
+	mu      sync.Mutex
+	cls     inspect.Classifier
+	dialEnd time.Time
+	hsStart time.Time
 	// tl holds the root span's events until the close (see timeline); the
 	// handshake and stream child spans are made then too, from hsStart and
 	// dialEnd, so an idle connection holds no open span but its root.
-	tl timeline
+	tl        timeline
 	certCheck chan checked // TLS 1.2: the running evidence check
 	issuerObs bool
 
