@@ -304,6 +304,7 @@ func serveRelay(ctx context.Context, cfg *relayConfig, log *slog.Logger, ready f
 		Logger:       log,
 		NewObserver:  w.Observe,
 		OnRefused:    func(r proxy.Route) { metrics.ConnRefused(r.Listen) },
+		OnExhausted:  func(_ proxy.Route, op string, _ error) { metrics.ResourceExhausted(op) },
 		Ready:        ready,
 	}
 	p.ClientHelloTimeout = cfg.helloTimeout

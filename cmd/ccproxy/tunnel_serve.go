@@ -167,7 +167,8 @@ func serveTunnel(ctx context.Context, cfg *tunnelServeConfig, log *slog.Logger) 
 		Cert:   cert,
 		Peers:  cfg.common.peers,
 		Relay: tunnel.WatchRelayer(
-			&proxy.Proxy{DialTimeout: rc.dialTimeout, IdleTimeout: rc.idleTimeout, ClientHelloTimeout: rc.helloTimeout, Logger: log},
+			&proxy.Proxy{DialTimeout: rc.dialTimeout, IdleTimeout: rc.idleTimeout, ClientHelloTimeout: rc.helloTimeout, Logger: log,
+				OnExhausted: func(_ proxy.Route, op string, _ error) { metrics.ResourceExhausted(op) }},
 			watch.Config{
 				Tracer:         tp.Tracer(),
 				IssuerDeadline: rc.issuerDeadline,

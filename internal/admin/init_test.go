@@ -121,6 +121,7 @@ func TestFreshMetrics(t *testing.T) {
 		"ccproxy_forwarded_bytes_total":      product([]string{"direction", "upstream"}, directions, upstreams),
 		"ccproxy_connections_refused_total":  product([]string{"listen"}, listens),
 		"ccproxy_spans_dropped_total":        {""},
+		"ccproxy_resource_exhausted_total":   product([]string{"op"}, []string{"accept", "dial"}),
 		"ccproxy_handshake_duration_seconds": {""},
 		"ccproxy_issuer_latency_seconds":     {""},
 	}

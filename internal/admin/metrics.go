@@ -40,6 +40,8 @@ const (
 	nameIssuer = "ccproxy.issuer.latency"
 	// ccproxy_probes_total{failure_mode, upstream}
 	nameProbes = "ccproxy.probes"
+	// ccproxy_resource_exhausted_total{op}
+	nameExhausted = "ccproxy.resource.exhausted"
 )
 
 // The Prometheus names of the histograms, which a fresh /metrics serves at
@@ -62,6 +64,7 @@ const (
 	keyUpstream    = attribute.Key("upstream")
 	keyDirection   = attribute.Key("direction")
 	keyListen      = attribute.Key("listen")
+	keyOp          = attribute.Key("op")
 )
 
 // Values of the direction label, named like the trace attributes
@@ -97,6 +100,7 @@ type Metrics struct {
 	active    metric.Int64UpDownCounter
 	forwarded metric.Int64Counter
 	refused   metric.Int64Counter
+	exhausted metric.Int64Counter
 	dropped   metric.Int64Counter
 	handshake metric.Float64Histogram
 	issuer    metric.Float64Histogram
@@ -210,6 +214,13 @@ func NewMetrics(provider metric.MeterProvider) (*Metrics, error) {
 		metric.WithUnit("{connection}"),
 		metric.WithDescription("Client connections refused because the maximum number of connections was reached."))
 	err = errors.Join(err, e)
+	m.exhausted, e = meter.Int64Counter(nameExhausted,
+		metric.WithUnit("{operation}"),
+		metric.WithDescription("Accepts and upstream dials that failed because this process or host ran out of a resource (EMFILE, ENFILE, ENOBUFS, ENOMEM, EADDRNOTAVAIL), by op (accept or dial)."))
+	err = errors.Join(err, e)
+	for _, op := range []string{"accept", "dial"} {
+		m.exhausted.Add(context.Background(), 0, metric.WithAttributes(keyOp.String(op)))
+	}
 	m.dropped, e = meter.Int64Counter(nameSpansDropped,
 		metric.WithUnit("{span}"),
 		metric.WithDescription("Spans dropped because the exporter could not keep up."))
@@ -332,6 +343,15 @@ func (m *Metrics) ConnRefused(listen string) {
 		return
 	}
 	m.refused.Add(context.Background(), 1, m.listenOpts(listen)...)
+}
+
+// ResourceExhausted counts an accept or upstream dial (op) that failed
+// because this process or host ran out of descriptors, buffers or ports.
+func (m *Metrics) ResourceExhausted(op string) {
+	if m == nil {
+		return
+	}
+	m.exhausted.Add(context.Background(), 1, metric.WithAttributes(keyOp.String(op)))
 }
 
 // ObserveIssuer records the time from the forwarded ClientHello to the
