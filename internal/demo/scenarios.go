@@ -148,7 +148,7 @@ func Scenarios() []Scenario {
 		{Name: "CLI expects another policy", ClientPolicyHash: true, Want: failure.ClientRejectedCertificate,
 			ClientSees: `HOST_DATA`},
 		{Name: "reset after the handshake", Fault: coordinator.FaultResetAfterHandshake, Want: failure.UpstreamReset,
-			ClientSees: `reset by peer|EOF`},
+			ClientSees: `reset by peer|broken pipe|EOF`},
 		{Name: "Coordinator in recovery mode", Fault: coordinator.FaultRecoveryMode, Want: failure.CoordinatorRecoveryMode, ByProbe: true,
 			ClientSees: `recovery mode`},
 		{Name: "no manifest set yet", Fault: coordinator.FaultNoManifest, Want: failure.CoordinatorNoManifest, ByProbe: true,

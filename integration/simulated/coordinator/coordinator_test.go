@@ -198,7 +198,7 @@ func TestFaults(t *testing.T) {
 		{fault: coordinator.FaultReportDataUnbound, want: `validator snp-0-MILAN failed: validating report claims: report field REPORT_DATA is [0-9a-f]{128}\. Expect`, code: codes.Unavailable},
 		{fault: coordinator.FaultReportDataUnbound, platform: coordinator.PlatformTDX, want: `validator tdx-0 failed: validating report data: quote field REPORT_DATA is [0-9a-f]{128}\. Expect`, code: codes.Unavailable},
 		{fault: coordinator.FaultNotTLS, want: regexp.QuoteMeta(handshakePrefix + `tls: first record does not look like a TLS handshake"`), code: codes.Unavailable},
-		{fault: coordinator.FaultResetAfterHandshake, want: `^getting manifests: rpc error: code = Unavailable desc = connection error: desc = "(transport: failed to write client preface|error reading server preface): .*(connection reset by peer|EOF)"$`, code: codes.Unavailable},
+		{fault: coordinator.FaultResetAfterHandshake, want: `^getting manifests: rpc error: code = Unavailable desc = connection error: desc = "(transport: failed to write client preface|error reading server preface): .*(connection reset by peer|broken pipe|EOF)"$`, code: codes.Unavailable},
 		{fault: coordinator.FaultRecoveryMode, want: `^getting manifests: rpc error: code = Internal desc = syncing internal state: coordinator is in recovery mode$`, code: codes.Internal},
 		{fault: coordinator.FaultNoManifest, want: `^getting manifests: rpc error: code = FailedPrecondition desc = no manifest configured$`, code: codes.FailedPrecondition},
 		{fault: coordinator.FaultManifestDiffers, want: `^active manifest does not match expected manifest$`},
