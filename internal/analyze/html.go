@@ -255,28 +255,8 @@ func runViewOf(r Run, drawn map[string]bool) runView {
 		}
 		rv.Steps = append(rv.Steps, stepView{Text: text, Class: modeClass(st.Mode), Then: i > 0})
 	}
-	t0, total := r.Start, r.End.Sub(r.Start)
-	pos := func(at time.Time) float64 {
-		if total <= 0 {
-			return 0
-		}
-		return min(100, max(0, 100*float64(at.Sub(t0))/float64(total)))
-	}
-	const ticks = 4
-	for i := 0; i <= ticks; i++ {
-		class := ""
-		switch i {
-		case 0:
-			class = "first"
-		case ticks:
-			class = "last"
-		}
-		rv.Axis = append(rv.Axis, axisTick{
-			Left:  pct(100 * float64(i) / ticks),
-			Label: fmtDur(time.Duration(float64(total) * float64(i) / ticks)),
-			Class: class,
-		})
-	}
+	var pos func(time.Time) float64
+	pos, rv.Axis = timeAxis(r.Start, r.End.Sub(r.Start), 4)
 	for i, a := range r.Drawn {
 		if r.NotDrawn > 0 && i == len(r.Drawn)/2 {
 			rv.Attempts = append(rv.Attempts, attemptView{Name: "… " + plural(r.NotDrawn, "attempt") + " not drawn", Gap: true})
@@ -359,30 +339,8 @@ func traceViewOf(t Trace) traceView {
 			}
 		}
 	}
-	total := t1.Sub(t0)
-	pos := func(at time.Time) float64 {
-		if total <= 0 {
-			return 0
-		}
-		return min(100, max(0, 100*float64(at.Sub(t0))/float64(total)))
-	}
-	const ticks = 5
-	for i := 0; i <= ticks; i++ {
-		class := ""
-		switch i {
-		case 0:
-			class = "first"
-		case ticks:
-			class = "last"
-		}
-		tv.Axis = append(tv.Axis, axisTick{
-			Left: pct(100 * float64(i) / ticks),
-			// In float: total may be up to the saturated maximum of
-			// time.Sub, and total*i would overflow.
-			Label: fmtDur(time.Duration(float64(total) * float64(i) / ticks)),
-			Class: class,
-		})
-	}
+	var pos func(time.Time) float64
+	pos, tv.Axis = timeAxis(t0, t1.Sub(t0), 5)
 
 	var events []Event
 	connIdx := -1
@@ -588,4 +546,33 @@ func fmtDur(d time.Duration) string {
 		return strconv.FormatFloat(d.Seconds(), 'f', 3, 64) + " s"
 	}
 	return d.Truncate(time.Second).String()
+}
+
+// timeAxis lays out a time axis from t0 over total: pos places a time as a
+// percentage of the axis (clamped to 0..100), and axis has ticks+1 labelled
+// ticks.
+func timeAxis(t0 time.Time, total time.Duration, ticks int) (pos func(time.Time) float64, axis []axisTick) {
+	pos = func(at time.Time) float64 {
+		if total <= 0 {
+			return 0
+		}
+		return min(100, max(0, 100*float64(at.Sub(t0))/float64(total)))
+	}
+	for i := 0; i <= ticks; i++ {
+		class := ""
+		switch i {
+		case 0:
+			class = "first"
+		case ticks:
+			class = "last"
+		}
+		axis = append(axis, axisTick{
+			Left: pct(100 * float64(i) / float64(ticks)),
+			// In float: total may be up to the saturated maximum of
+			// time.Sub, and total*i would overflow.
+			Label: fmtDur(time.Duration(float64(total) * float64(i) / float64(ticks))),
+			Class: class,
+		})
+	}
+	return pos, axis
 }
