@@ -280,13 +280,11 @@ func serveRelay(ctx context.Context, cfg *relayConfig, log *slog.Logger, ready f
 	if err != nil {
 		return err
 	}
-	metrics, err := admin.NewMetrics(nil)
+	metrics, err := newMetrics(tp, cfg.routes)
 	if err != nil {
-		return fmt.Errorf("metrics: %w", err)
+		return err
 	}
 	defer metrics.Shutdown(context.Background())
-	tp.OnDrop(metrics.SpansDropped)
-	initRouteMetrics(metrics, cfg.routes)
 	w := watch.New(watch.Config{
 		Tracer:         tp.Tracer(),
 		IssuerDeadline: cfg.issuerDeadline,
@@ -335,13 +333,20 @@ func serveRelay(ctx context.Context, cfg *relayConfig, log *slog.Logger, ready f
 	return p.Serve(ctx, lns)
 }
 
-// initRouteMetrics puts every route's series on /metrics at zero before the
-// first connection, so deploy/monitoring's alerts and panels read 0, not
-// "no data", while nothing has gone wrong.
-func initRouteMetrics(m *admin.Metrics, routes []proxy.Route) {
+// newMetrics makes the admin metrics of a relay (relay mode or tunnel
+// serve): dropped spans are counted, and every route's series is on
+// /metrics at zero before the first connection, so deploy/monitoring's
+// alerts and panels read 0, not "no data", while nothing has gone wrong.
+func newMetrics(tp *trace.Provider, routes []proxy.Route) (*admin.Metrics, error) {
+	m, err := admin.NewMetrics(nil)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	tp.OnDrop(m.SpansDropped)
 	for _, r := range routes {
 		m.InitRoute(r.Listen, r.Upstream)
 	}
+	return m, nil
 }
 
 // countProbes counts every connection a probe refined

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"strconv"
@@ -148,17 +147,17 @@ func serveTunnel(ctx context.Context, cfg *tunnelServeConfig, log *slog.Logger) 
 	if err != nil {
 		return err
 	}
-	metrics, err := admin.NewMetrics(nil)
+	// The tunnel end has no local listener per route: its series are by
+	// upstream only.
+	upstreams := make([]proxy.Route, len(cfg.routes))
+	for i, r := range cfg.routes {
+		upstreams[i] = proxy.Route{Upstream: r.Upstream}
+	}
+	metrics, err := newMetrics(tp, upstreams)
 	if err != nil {
-		return fmt.Errorf("metrics: %w", err)
+		return err
 	}
 	defer metrics.Shutdown(context.Background())
-	tp.OnDrop(metrics.SpansDropped)
-	// Every route's series at zero from the first scrape (the tunnel end
-	// has no local listener per route).
-	for _, r := range cfg.routes {
-		metrics.InitRoute("", r.Upstream)
-	}
 
 	var serving atomic.Bool
 	srv := &tunnel.Server{
