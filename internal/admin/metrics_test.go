@@ -119,8 +119,12 @@ func TestMetricValues(t *testing.T) {
 			},
 		},
 		{
-			name:  "resource exhaustion by op",
-			calls: func(m *Metrics) { m.ResourceExhausted("accept"); m.ResourceExhausted("dial"); m.ResourceExhausted("dial") },
+			name: "resource exhaustion by op",
+			calls: func(m *Metrics) {
+				m.ResourceExhausted("accept")
+				m.ResourceExhausted("dial")
+				m.ResourceExhausted("dial")
+			},
 			want: map[string]float64{
 				`ccproxy_resource_exhausted_total{op="accept"}`: 1,
 				`ccproxy_resource_exhausted_total{op="dial"}`:   2,
