@@ -18,12 +18,13 @@ import (
 // the connection lives, and adds them to the span only when it closes.
 //
 // An OpenTelemetry span event costs about 330 bytes (its attributes are
-// 64-byte key-values); a connection collects some 20 of them during its
-// handshake and then may stay open for hours. Here each is 48 bytes, and
-// the span's copy exists only for the moment between the close and the
-// export.
+// 64-byte key-values); a connection collects some 16 of them during its
+// handshake and then may stay open for hours. Here each is 24 bytes (the
+// rare error texts are kept aside in msgs), and the span's copy exists
+// only for the moment between the close and the export.
 type timeline struct {
-	evs []tlEvent
+	evs  []tlEvent
+	msgs []string
 }
 
 // maxTimeline bounds what one connection records. The parsers stop after a
@@ -33,15 +34,31 @@ const maxTimeline = 128
 // tlEvent is a parser event (kind != 0) or the end of a relay direction
 // (kind 0).
 type tlEvent struct {
-	at      int64  // unix nanoseconds
-	offset  int64  // stream offset (parser events)
-	msg     string // the error text of a NotTLS or ParseError event, or of a direction's end
+	at      int64 // unix nanoseconds
+	offset  int64 // stream offset (parser events)
 	length  uint16
 	kind    inspect.EventKind
 	dir     uint8 // inspect.Direction for parser events, proxy.Direction for ends
 	recType inspect.RecordType
 	hsType  uint8
-	alert   inspect.Alert
+	// aux is the alert (level<<8 | description) of a KindAlert event;
+	// for the others, 1 + the index in msgs of its error text (that of a
+	// NotTLS or ParseError event, or of a direction's end), 0 for none.
+	aux uint16
+}
+
+// setMsg keeps msg as e's error text.
+func (t *timeline) setMsg(e *tlEvent, msg string) {
+	t.msgs = append(t.msgs, msg)
+	e.aux = uint16(len(t.msgs))
+}
+
+// msg is e's error text, "" for none.
+func (t *timeline) msg(e *tlEvent) string {
+	if e.kind == inspect.KindAlert || e.aux == 0 {
+		return ""
+	}
+	return t.msgs[e.aux-1]
 }
 
 // parserEvent records one parser event.
@@ -63,9 +80,9 @@ func (t *timeline) parserEvent(ev inspect.Event, at time.Time) {
 	}
 	switch ev.Kind {
 	case inspect.KindAlert:
-		e.alert = *ev.Alert
+		e.aux = uint16(ev.Alert.Level)<<8 | uint16(ev.Alert.Description)
 	case inspect.KindNotTLS, inspect.KindParseError:
-		e.msg = ev.Err.Error()
+		t.setMsg(&e, ev.Err.Error())
 	}
 	t.evs = append(t.evs, e)
 }
@@ -77,7 +94,7 @@ func (t *timeline) ended(dir proxy.Direction, err error, at time.Time) {
 	}
 	e := tlEvent{at: at.UnixNano(), dir: uint8(dir)}
 	if err != nil && !errors.Is(err, io.EOF) {
-		e.msg = err.Error()
+		t.setMsg(&e, err.Error())
 	}
 	t.evs = append(t.evs, e)
 }
@@ -85,12 +102,13 @@ func (t *timeline) ended(dir proxy.Direction, err error, at time.Time) {
 // flush adds the recorded events to span, in the order they happened, and
 // forgets them.
 func (t *timeline) flush(span oteltrace.Span) {
-	for _, e := range t.evs {
+	for i := range t.evs {
+		e := &t.evs[i]
 		at := oteltrace.WithTimestamp(time.Unix(0, e.at))
 		if e.kind == 0 {
 			attrs := []attribute.KeyValue{trace.Direction.String(proxy.Direction(e.dir).String())}
-			if e.msg != "" {
-				attrs = append(attrs, trace.ErrorMessage.String(e.msg))
+			if msg := t.msg(e); msg != "" {
+				attrs = append(attrs, trace.ErrorMessage.String(msg))
 			}
 			span.AddEvent("relay.ended", at, oteltrace.WithAttributes(attrs...))
 			continue
@@ -103,13 +121,14 @@ func (t *timeline) flush(span oteltrace.Span) {
 		}
 		switch e.kind {
 		case inspect.KindAlert:
-			attrs = append(attrs, trace.TLSAlertDescription.Int(int(e.alert.Description)), trace.TLSAlert.String(e.alert.String()))
+			a := inspect.Alert{Level: uint8(e.aux >> 8), Description: uint8(e.aux)}
+			attrs = append(attrs, trace.TLSAlertDescription.Int(int(a.Description)), trace.TLSAlert.String(a.String()))
 		case inspect.KindHandshakeMessage, inspect.KindClientHello, inspect.KindServerHello, inspect.KindCertificate:
 			attrs = append(attrs, trace.HandshakeType.String(inspect.HandshakeName(e.hsType)))
 		case inspect.KindNotTLS, inspect.KindParseError:
-			attrs = append(attrs, trace.ErrorMessage.String(e.msg))
+			attrs = append(attrs, trace.ErrorMessage.String(t.msg(e)))
 		}
 		span.AddEvent("tls."+e.kind.String(), at, oteltrace.WithAttributes(attrs...))
 	}
-	t.evs = nil
+	t.evs, t.msgs = nil, nil
 }

@@ -141,17 +141,6 @@ func (w *Watcher) Observe(ctx context.Context, info proxy.ConnInfo) proxy.Observ
 	if info.Route.Inspect {
 		o.c2s, o.s2c = inspect.NewConn(o.onEvent)
 	}
-	span.SetAttributes(
-		trace.UpstreamAddress.String(info.Route.Upstream),
-		trace.ListenAddress.String(info.Route.Listen),
-	)
-	if host, port, ok := splitAddr(info.Client); ok {
-		span.SetAttributes(trace.ClientAddress.String(host), trace.ClientPort.Int(port))
-	}
-	if host, port, err := net.SplitHostPort(info.Route.Upstream); err == nil {
-		p, _ := strconv.Atoi(port)
-		span.SetAttributes(trace.ServerAddress.String(host), trace.ServerPort.Int(p))
-	}
 	if w.cfg.Metrics != nil {
 		w.cfg.Metrics.ConnOpened(info.Route.Upstream)
 	}
@@ -179,13 +168,20 @@ type conn struct {
 
 	mu      sync.Mutex
 	cls     inspect.Classifier
-	dialEnd time.Time
-	hsStart time.Time
+	dialEnd int64 // unix nanoseconds, 0 until a dial succeeded
+	hsStart int64 // unix nanoseconds, 0 until a ClientHello
 	// tl holds the root span's events until the close (see timeline); the
 	// handshake and stream child spans are made then too, from hsStart and
 	// dialEnd, so an idle connection holds no open span but its root.
 	tl        timeline
 	certCheck chan checked // TLS 1.2: the running evidence check
+	// The root span's attributes known before the close are kept here
+	// (or in info and the classifier's facts) and set at the close
+	// (openAttrs): the SDK span would hold each as a 64-byte key-value
+	// in a grown slice for as long as the connection stays open.
+	hello     *inspect.ClientHello // the first one seen: its attributes
+	dialTook  time.Duration
+	dialed    bool
 	issuerObs bool
 
 	// chunkAt[dir] is when the chunk being parsed in dir passed the relay:
@@ -209,9 +205,9 @@ func (o *conn) Dialed(up net.Conn, err error, took time.Duration) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.cls.Dialed(err)
-	o.span.SetAttributes(trace.DialDurationMS.Float64(ms(took)))
+	o.dialed, o.dialTook = true, took
 	if err == nil {
-		o.dialEnd = end
+		o.dialEnd = end.UnixNano()
 	}
 }
 
@@ -278,8 +274,7 @@ func (o *conn) onEvent(ev inspect.Event) {
 	switch ev.Kind {
 	case inspect.KindClientHello:
 		if !hadHello {
-			o.hsStart = now
-			o.helloAttrs(ev.ClientHello)
+			o.hsStart, o.hello = now.UnixNano(), ev.ClientHello
 		}
 	case inspect.KindCertificate:
 		if ev.Dir == inspect.ServerToClient && o.certCheck == nil && len(ev.Certificates) > 0 {
@@ -289,7 +284,6 @@ func (o *conn) onEvent(ev inspect.Event) {
 	if !o.issuerObs && ev.Dir == inspect.ServerToClient && o.cls.HelloDone() {
 		if f := o.cls.Facts(); f.FirstByteSeen {
 			o.issuerObs = true
-			o.span.SetAttributes(trace.UpstreamFirstByteMS.Float64(ms(f.FirstByte)))
 			if o.w.cfg.Metrics != nil {
 				o.w.cfg.Metrics.ObserveIssuer(f.FirstByte)
 			}
@@ -301,6 +295,34 @@ func (o *conn) onEvent(ev inspect.Event) {
 // timeline, with record sizes and stream offsets (see timeline).
 func (o *conn) event(ev inspect.Event, at time.Time) {
 	o.tl.parserEvent(ev, at)
+}
+
+// openAttrs sets the root span's attributes of what was known before the
+// close, in the order it became known: the route and addresses, the
+// dial's duration, the first ClientHello's, the upstream's first byte.
+func (o *conn) openAttrs(firstByte time.Duration) {
+	span, info := o.span, o.info
+	span.SetAttributes(
+		trace.UpstreamAddress.String(info.Route.Upstream),
+		trace.ListenAddress.String(info.Route.Listen),
+	)
+	if host, port, ok := splitAddr(info.Client); ok {
+		span.SetAttributes(trace.ClientAddress.String(host), trace.ClientPort.Int(port))
+	}
+	if host, port, err := net.SplitHostPort(info.Route.Upstream); err == nil {
+		p, _ := strconv.Atoi(port)
+		span.SetAttributes(trace.ServerAddress.String(host), trace.ServerPort.Int(p))
+	}
+	if o.dialed {
+		span.SetAttributes(trace.DialDurationMS.Float64(ms(o.dialTook)))
+	}
+	if o.hello != nil {
+		o.helloAttrs(o.hello)
+	}
+	if o.issuerObs {
+		// The classifier's FirstByte does not change once seen.
+		span.SetAttributes(trace.UpstreamFirstByteMS.Float64(ms(firstByte)))
+	}
 }
 
 func (o *conn) helloAttrs(h *inspect.ClientHello) {
@@ -406,6 +428,7 @@ func (o *conn) Closed(s proxy.Stats) {
 	o.run.End(s.Closed, v.Mode)
 
 	span := o.span
+	o.openAttrs(facts.FirstByte)
 	if ev != nil {
 		evidenceAttrs(span, *ev)
 	}
@@ -418,16 +441,17 @@ func (o *conn) Closed(s proxy.Stats) {
 	if facts.Alert != nil {
 		span.SetAttributes(trace.TLSAlertDescription.Int(int(facts.Alert.Description)))
 	}
-	if !o.hsStart.IsZero() {
-		_, hs := o.w.tracer().Start(o.ctx, trace.SpanTLSHandshake, oteltrace.WithTimestamp(o.hsStart))
+	if o.hsStart != 0 {
+		hsStart := time.Unix(0, o.hsStart)
+		_, hs := o.w.tracer().Start(o.ctx, trace.SpanTLSHandshake, oteltrace.WithTimestamp(hsStart))
 		hs.SetAttributes(trace.FailureMode.String(string(v.Mode)))
 		hs.End(oteltrace.WithTimestamp(s.Closed))
 		if v.Mode == failure.OK && o.w.cfg.Metrics != nil {
-			o.w.cfg.Metrics.ObserveHandshake(s.Closed.Sub(o.hsStart))
+			o.w.cfg.Metrics.ObserveHandshake(s.Closed.Sub(hsStart))
 		}
 	}
-	if !o.dialEnd.IsZero() {
-		_, stream := o.w.tracer().Start(o.ctx, trace.SpanRelayStream, oteltrace.WithTimestamp(o.dialEnd))
+	if o.dialEnd != 0 {
+		_, stream := o.w.tracer().Start(o.ctx, trace.SpanRelayStream, oteltrace.WithTimestamp(time.Unix(0, o.dialEnd)))
 		stream.SetAttributes(trace.BytesClientToUp.Int64(s.ClientToUpstream), trace.BytesUpToClient.Int64(s.UpstreamToClient))
 		stream.End(oteltrace.WithTimestamp(s.Closed))
 	}
