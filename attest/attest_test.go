@@ -115,6 +115,17 @@ func certFor(t testing.TB, h handshake, oid asn1.ObjectIdentifier, doc []byte, i
 
 func hexOf(b []byte) string { return hex.EncodeToString(b) }
 
+// modeCase is one row of TestCheckCertificateModes: evidence with one field
+// off, options changed, and the mode, verdict and detail that names it.
+type modeCase struct {
+	name       string
+	evidence   func(h handshake) attesttest.Evidence
+	opts       func(o *attest.Options)
+	wantMode   failure.Mode
+	wantV      attest.Verdict
+	wantDetail []string
+}
+
 // TestCheckCertificateModes signs evidence with one field off at a time and
 // checks the mode, the verdict and the detail, for both platforms and both
 // manifest spellings.
@@ -154,14 +165,7 @@ func TestCheckCertificateModes(t *testing.T) {
 					tcbLowMode, tcbLowVerdict, tcbLowDetail = failure.OK, healthyV, ""
 				}
 			}
-			cases := []struct {
-				name       string
-				evidence   func(h handshake) attesttest.Evidence
-				opts       func(o *attest.Options)
-				wantMode   failure.Mode
-				wantV      attest.Verdict
-				wantDetail []string
-			}{
+			cases := []modeCase{
 				{
 					name:     "untouched",
 					evidence: func(h handshake) attesttest.Evidence { return attesttest.Evidence{ReportData: h.rd} },
@@ -258,14 +262,7 @@ func TestCheckCertificateModes(t *testing.T) {
 					// The older layout allows every chip.
 					chipMode, chipV, chipDetail = failure.OK, attest.Verified, ""
 				}
-				cases = append(cases, []struct {
-					name       string
-					evidence   func(h handshake) attesttest.Evidence
-					opts       func(o *attest.Options)
-					wantMode   failure.Mode
-					wantV      attest.Verdict
-					wantDetail []string
-				}{
+				cases = append(cases, []modeCase{
 					{
 						name: "ID key not trusted",
 						evidence: func(h handshake) attesttest.Evidence {
@@ -299,14 +296,7 @@ func TestCheckCertificateModes(t *testing.T) {
 					},
 				}...)
 			} else {
-				cases = append(cases, []struct {
-					name       string
-					evidence   func(h handshake) attesttest.Evidence
-					opts       func(o *attest.Options)
-					wantMode   failure.Mode
-					wantV      attest.Verdict
-					wantDetail []string
-				}{
+				cases = append(cases, []modeCase{
 					{
 						name: "MRSEAM",
 						evidence: func(h handshake) attesttest.Evidence {
