@@ -19,6 +19,10 @@ const (
 	SpanAttestVerify  = "attest.verify"
 	SpanRelayStream   = "relay.stream"
 	SpanProbe         = "probe"
+	// SpanRun summarizes a CLI run (internal/runs): its own trace, linked
+	// to the run's first root span, written while the run goes on and
+	// once when it is over (RunSummary).
+	SpanRun = "ccproxy.run"
 	InstrumentationID = "github.com/ccproxy-dev/ccproxy"
 )
 
@@ -48,6 +52,29 @@ const (
 	// 1 for the first, n for the n-th; a retry's root span also links to
 	// the run's first root span.
 	RunAttempt = attribute.Key("ccproxy.run.attempt")
+)
+
+// Attributes of a run's summary span (SpanRun). Each summary is cumulative:
+// the run's latest summary (RunFinal true once it is over) has its counts.
+const (
+	// RunAttempts is how many of the run's attempts have ended (each
+	// counted in RunModeCounts), written or folded.
+	RunAttempts = attribute.Key("ccproxy.run.attempts")
+	// RunFolded is how many of them were folded: counted here, with no
+	// root span of their own.
+	RunFolded = attribute.Key("ccproxy.run.folded")
+	// RunModes lists each failure mode the run's attempts ended with, in
+	// the order each first appeared; RunModeCounts, index by index, how
+	// many attempts ended with it.
+	RunModes      = attribute.Key("ccproxy.run.modes")
+	RunModeCounts = attribute.Key("ccproxy.run.mode_counts")
+	// RunOutcome is the mode of the attempt that ended last.
+	RunOutcome = attribute.Key("ccproxy.run.outcome")
+	// RunInFlight is how many attempts were still open at the summary.
+	RunInFlight = attribute.Key("ccproxy.run.in_flight")
+	// RunFinal is true on the summary of a run that is over, false on
+	// one written while it went on.
+	RunFinal = attribute.Key("ccproxy.run.final")
 )
 
 // Attributes beyond the contract's table; names are stable too.

@@ -116,6 +116,11 @@ const (
 	// DefaultSettle is how long a new connection waits for the client's
 	// previous attempt to report its end (see the package documentation).
 	DefaultSettle = 10 * time.Millisecond
+	// DefaultFoldFirst is how many of a run's first attempts are always
+	// written when folding is on.
+	DefaultFoldFirst = 10
+	// DefaultSummaryEvery is how often a run in progress is summarized.
+	DefaultSummaryEvery = 10 * time.Second
 )
 
 // Config sets a Tracker's bounds; zero fields take the defaults.
@@ -125,6 +130,22 @@ type Config struct {
 	MaxRuns int
 	// Settle: negative turns the wait and its tolerance off.
 	Settle time.Duration
+
+	// Fold turns folding on (see fold.go): an attempt that repeats its
+	// run's story is counted, not written. Off, every attempt is written.
+	Fold bool
+	// FoldFirst is how many of a run's first attempts are always written
+	// (DefaultFoldFirst when 0).
+	FoldFirst int
+	// Summaries, if set, gets each run's summary: at intervals of
+	// SummaryEvery while it goes on, and once when it is over (see Summary).
+	// Runs of one attempt have none: that attempt is the whole story.
+	Summaries func(Summary)
+	// SummaryEvery is how often a run in progress is summarized
+	// (DefaultSummaryEvery when 0): a live backend sees a storm grow.
+	SummaryEvery time.Duration
+	// OnFold, if set, is called for each attempt that is folded for good.
+	OnFold func(Key)
 }
 
 // Key is what a run belongs to: one client address to one upstream.
@@ -163,6 +184,10 @@ type Tracker struct {
 	byKey map[Key][]*run
 	n     int           // runs in byKey
 	ended chan struct{} // closed (and replaced) when an attempt is over
+	// closing holds runs that can no longer be continued (expired or
+	// evicted) while an attempt of theirs is still open: their summary
+	// waits for its verdict.
+	closing []*run
 }
 
 // run is one CLI invocation as far as the relay has seen it.
@@ -174,6 +199,8 @@ type run struct {
 	latest     *Attempt
 	done       bool      // the latest attempt ended with ok
 	active     time.Time // the latest start or client leaving, for eviction
+
+	tally // what its ended attempts were (summary.go)
 }
 
 // Attempt is one connection's place in its run.
@@ -184,6 +211,7 @@ type Attempt struct {
 	first       oteltrace.SpanContext // the run's first root span (n > 1)
 	gone        time.Time             // when the attempt was over; zero while in flight
 	established bool                  // past its handshake
+	ended       bool                  // End was called
 }
 
 // New returns a Tracker with cfg's bounds.
@@ -203,15 +231,23 @@ func New(cfg Config) *Tracker {
 	case cfg.Settle < 0:
 		cfg.Settle = 0
 	}
+	if cfg.FoldFirst <= 0 {
+		cfg.FoldFirst = DefaultFoldFirst
+	}
+	if cfg.SummaryEvery <= 0 {
+		cfg.SummaryEvery = DefaultSummaryEvery
+	}
 	return &Tracker{cfg: cfg, byKey: map[Key][]*run{}, ended: make(chan struct{})}
 }
 
 // Begin places a connection of key accepted at at: it continues the run
 // that fits (see the package documentation) or starts a new one.
 func (t *Tracker) Begin(key Key, at time.Time) *Attempt {
+	var due dueList
+	defer due.run()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.prune(key, at)
+	t.prune(key, at, &due)
 	best := t.pick(key, at)
 	if best == nil && t.cfg.Settle > 0 && t.settling(key) {
 		t.settle(key, at)
@@ -219,13 +255,14 @@ func (t *Tracker) Begin(key Key, at time.Time) *Attempt {
 	}
 	if best == nil {
 		if t.n >= t.cfg.MaxRuns {
-			t.makeRoom(at)
+			t.makeRoom(at, &due)
 		}
 		best = &run{key: key, firstStart: at}
 		t.byKey[key] = append(t.byKey[key], best)
 		t.n++
 	}
 	best.attempts++
+	best.open++
 	a := &Attempt{t: t, r: best, n: best.attempts, first: best.first}
 	best.latest = a
 	best.active = at
@@ -297,13 +334,16 @@ func (t *Tracker) expired(r *run, now time.Time) bool {
 	return r.done || now.Sub(l.gone) > t.cfg.MaxGap || now.Sub(r.firstStart) > t.cfg.MaxSpan
 }
 
-// prune forgets key's runs that can no longer be continued.
-func (t *Tracker) prune(key Key, now time.Time) {
+// prune forgets key's runs that can no longer be continued; their
+// summaries go into due.
+func (t *Tracker) prune(key Key, now time.Time, due *dueList) {
 	rs := t.byKey[key]
 	live := rs[:0]
 	for _, r := range rs {
 		if !t.expired(r, now) {
 			live = append(live, r)
+		} else {
+			t.over(r, due)
 		}
 	}
 	clear(rs[len(live):])
@@ -318,9 +358,9 @@ func (t *Tracker) prune(key Key, now time.Time) {
 // makeRoom brings the table below MaxRuns: first by forgetting every run
 // that expired, then the least recently active runs (those with no
 // attempt in flight first). A forgotten run's next attempt starts a new run.
-func (t *Tracker) makeRoom(now time.Time) {
+func (t *Tracker) makeRoom(now time.Time, due *dueList) {
 	for k := range t.byKey {
-		t.prune(k, now)
+		t.prune(k, now, due)
 	}
 	for t.n >= t.cfg.MaxRuns {
 		var victim *run
@@ -332,6 +372,7 @@ func (t *Tracker) makeRoom(now time.Time) {
 				}
 			}
 		}
+		t.over(victim, due)
 		rs := t.byKey[victim.key]
 		rs = append(rs[:vi], rs[vi+1:]...)
 		if len(rs) == 0 {
@@ -444,16 +485,44 @@ func (a *Attempt) leave(at time.Time) {
 }
 
 // End reports the attempt's verdict once the connection closed at at (it
-// is over then, if it was not before). ok ends the run, when this
-// is still the run's latest attempt.
-func (a *Attempt) End(at time.Time, mode failure.Mode) {
+// is over then, if it was not before). ok ends the run, when this is still
+// the run's latest attempt.
+//
+// write writes the attempt's trace (its spans and log line); nil when the
+// caller writes it in any case. With folding on, End calls write (on the
+// caller's goroutine, before it returns) when the attempt tells something
+// new (fold.go), or keeps it as the run's possible last attempt: written
+// when the run turns out to end with it, dropped (folded, counted) when a
+// later attempt of the run ends first. End reports whether write was
+// called.
+func (a *Attempt) End(at time.Time, mode failure.Mode, write func()) (written bool) {
 	if a == nil {
-		return
+		if write != nil {
+			write()
+		}
+		return write != nil
 	}
-	a.t.mu.Lock()
-	defer a.t.mu.Unlock()
+	var due dueList
+	defer due.run()
+	t := a.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	a.leave(at)
-	if mode == failure.OK && a.r.latest == a {
-		a.r.done = true
+	r := a.r
+	if mode == failure.OK && r.latest == a {
+		r.done = true
 	}
+	if a.ended {
+		return false
+	}
+	a.ended = true
+	r.open--
+	written = t.record(r, a.n, at, mode, write, &due)
+	if r.over && r.open == 0 {
+		t.finish(r, &due)
+	} else if r.done && r.open == 0 {
+		// ok ends the run: say so now rather than at the next sweep.
+		t.finish(r, &due)
+	}
+	return written
 }

@@ -253,7 +253,7 @@ func TestTracker(t *testing.T) {
 				case "gone":
 					atts[s.conn].Over(at(s.at))
 				case "end":
-					atts[s.conn].End(at(s.at), s.mode)
+					atts[s.conn].End(at(s.at), s.mode, nil)
 				}
 				if max := tt.cfg.MaxRuns; max > 0 && tr.Len() > max {
 					t.Fatalf("step %d: %d runs tracked, at most %d allowed", i, tr.Len(), max)
@@ -274,7 +274,7 @@ func TestStartOptions(t *testing.T) {
 		t.Errorf("first attempt has links: %v", cfg.Links())
 	}
 	a.Started(spanOf("a"))
-	a.End(at(time.Millisecond), failure.LBClosedEarly)
+	a.End(at(time.Millisecond), failure.LBClosedEarly, nil)
 
 	b := tr.Begin(cli, at(2*time.Millisecond))
 	cfg = oteltrace.NewSpanStartConfig(b.StartOptions()...)
@@ -294,7 +294,7 @@ func TestStartOptions(t *testing.T) {
 	tr = New(Config{})
 	a = tr.Begin(cli, at(0))
 	a.Started(oteltrace.SpanContext{})
-	a.End(at(time.Millisecond), failure.LBClosedEarly)
+	a.End(at(time.Millisecond), failure.LBClosedEarly, nil)
 	b = tr.Begin(cli, at(2*time.Millisecond))
 	cfg = oteltrace.NewSpanStartConfig(b.StartOptions()...)
 	if attempt(cfg) != 2 || len(cfg.Links()) != 0 {
@@ -315,7 +315,7 @@ func TestExpiredRunsAreForgotten(t *testing.T) {
 	tr := New(Config{MaxRuns: 3})
 	for i, k := range []Key{cli, other, otherUp} {
 		a := tr.Begin(k, at(time.Duration(i)*time.Millisecond))
-		a.End(at(time.Duration(i+1)*time.Millisecond), failure.LBClosedEarly)
+		a.End(at(time.Duration(i+1)*time.Millisecond), failure.LBClosedEarly, nil)
 	}
 	if tr.Len() != 3 {
 		t.Fatalf("%d runs, want 3", tr.Len())
@@ -329,7 +329,7 @@ func TestExpiredRunsAreForgotten(t *testing.T) {
 	// A run ended with ok is forgotten at its key's next connection.
 	tr = New(Config{})
 	a := tr.Begin(cli, at(0))
-	a.End(at(time.Millisecond), failure.OK)
+	a.End(at(time.Millisecond), failure.OK, nil)
 	tr.Begin(cli, at(2*time.Millisecond))
 	if tr.Len() != 1 {
 		t.Errorf("%d runs, want 1 (the ok run forgotten)", tr.Len())
@@ -346,7 +346,7 @@ func TestFullTableOfAttemptsInFlight(t *testing.T) {
 	}
 	// The evicted run's attempt still reports safely.
 	a.Over(at(3 * time.Millisecond))
-	a.End(at(3*time.Millisecond), failure.LBClosedEarly)
+	a.End(at(3*time.Millisecond), failure.LBClosedEarly, nil)
 	if n := tr.Begin(cli, at(4*time.Millisecond)).Number(); n != 1 {
 		t.Errorf("after eviction the client's next connection is attempt %d, want 1", n)
 	}
@@ -380,7 +380,7 @@ func TestNilAttempt(t *testing.T) {
 	var a *Attempt
 	a.Started(spanOf("x"))
 	a.Over(t0)
-	a.End(t0, failure.OK)
+	a.End(t0, failure.OK, nil)
 	if a.Number() != 0 || a.First().IsValid() || a.StartOptions() != nil {
 		t.Error("a nil attempt reports something")
 	}
@@ -458,7 +458,7 @@ func TestConcurrentClients(t *testing.T) {
 				if i == 5 {
 					mode = failure.OK
 				}
-				a.End(at(d), mode)
+				a.End(at(d), mode, nil)
 				d += time.Millisecond
 			}
 		})
