@@ -13,16 +13,16 @@ import "go.opentelemetry.io/otel/attribute"
 
 // Span names.
 const (
-	SpanConnection    = "ccproxy.connection"
-	SpanUpstreamDial  = "upstream.dial"
-	SpanTLSHandshake  = "tls.handshake"
-	SpanAttestVerify  = "attest.verify"
-	SpanRelayStream   = "relay.stream"
-	SpanProbe         = "probe"
+	SpanConnection   = "ccproxy.connection"
+	SpanUpstreamDial = "upstream.dial"
+	SpanTLSHandshake = "tls.handshake"
+	SpanAttestVerify = "attest.verify"
+	SpanRelayStream  = "relay.stream"
+	SpanProbe        = "probe"
 	// SpanRun summarizes a CLI run (internal/runs): its own trace, linked
 	// to the run's first root span, written while the run goes on and
 	// once when it is over (RunSummary).
-	SpanRun = "ccproxy.run"
+	SpanRun           = "ccproxy.run"
 	InstrumentationID = "github.com/ccproxy-dev/ccproxy"
 )
 
