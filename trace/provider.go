@@ -32,6 +32,10 @@ type Config struct {
 	// Getenv reads the environment (for the OTEL_* and Kubernetes downward
 	// API variables); nil means os.Getenv.
 	Getenv func(string) string
+	// Processors see every span besides the exporters (the relay's live
+	// page keeps recent ones in memory). With Processors and no exporter,
+	// spans are recorded for them alone, and Enabled reports true.
+	Processors []sdktrace.SpanProcessor
 }
 
 // Provider owns the tracer provider and its exporters.
@@ -71,7 +75,7 @@ func Setup(ctx context.Context, cfg Config) (*Provider, error) {
 		}
 		exporters = append(exporters, oe)
 	}
-	if len(exporters) == 0 {
+	if len(exporters) == 0 && len(cfg.Processors) == 0 {
 		return &Provider{tracer: noop.NewTracerProvider().Tracer(InstrumentationID)}, nil
 	}
 
@@ -82,12 +86,19 @@ func Setup(ctx context.Context, cfg Config) (*Provider, error) {
 	if err != nil {
 		res = resource.NewWithAttributes("", resourceAttrs(cfg.ServiceVersion, getenv)...)
 	}
-	q := newQueueProcessor(multiExporter(exporters), cfg.QueueSize, log)
-	tp := sdktrace.NewTracerProvider(
+	opts := []sdktrace.TracerProviderOption{
 		sdktrace.WithResource(res),
-		sdktrace.WithSpanProcessor(q),
 		sdktrace.WithSampler(sdktrace.AlwaysSample()),
-	)
+	}
+	var q *queueProcessor
+	if len(exporters) > 0 {
+		q = newQueueProcessor(multiExporter(exporters), cfg.QueueSize, log)
+		opts = append(opts, sdktrace.WithSpanProcessor(q))
+	}
+	for _, sp := range cfg.Processors {
+		opts = append(opts, sdktrace.WithSpanProcessor(sp))
+	}
+	tp := sdktrace.NewTracerProvider(opts...)
 	return &Provider{tp: tp, tracer: tp.Tracer(InstrumentationID), queue: q, enabled: true}, nil
 }
 
