@@ -101,17 +101,17 @@ func (c Connection) SentNothing() bool {
 // ReadStats says what a read saw, for the report's header and for telling
 // the user about malformed input.
 type ReadStats struct {
-	Lines       int      `json:"lines,omitempty"`  // lines of OTLP/JSON files
-	Traces      int      `json:"traces,omitempty"` // traces fetched from Jaeger
-	Spans       int      `json:"spans"`
-	Connections int      `json:"connections"`
-	Skipped     int      `json:"skipped_lines"`
+	Lines       int `json:"lines,omitempty"`  // lines of OTLP/JSON files
+	Traces      int `json:"traces,omitempty"` // traces fetched from Jaeger
+	Spans       int `json:"spans"`
+	Connections int `json:"connections"`
+	Skipped     int `json:"skipped_lines"`
 	// Folded counts the connections that are in Connections only as
 	// counts of their runs' summaries (Connection.Folded).
 	Folded int `json:"folded_connections,omitempty"`
 	// RunSummaries counts the trace.SpanRun spans read.
-	RunSummaries int `json:"run_summaries,omitempty"`
-	Problems    []string `json:"problems,omitempty"` // "file:line: error", the first few
+	RunSummaries int      `json:"run_summaries,omitempty"`
+	Problems     []string `json:"problems,omitempty"` // "file:line: error", the first few
 }
 
 // Add merges o into s.
