@@ -2,6 +2,7 @@ package trace
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	oteltrace "go.opentelemetry.io/otel/trace"
+	"gopkg.in/natefinch/lumberjack.v2"
 )
 
 // FileExporter writes spans as OTLP/JSON, one ExportTraceServiceRequest
@@ -24,11 +26,33 @@ type FileExporter struct {
 	mu sync.Mutex
 	w  io.Writer
 	c  io.Closer
+	// maxLine is the longest line a write may be (0: any): a rotating
+	// file refuses a write longer than a whole file, so a batch that
+	// would make one is written as several lines.
+	maxLine int
+}
+
+// Rotation bounds a trace file: once a write would take it past MaxBytes,
+// it is renamed with its time (traces-2026-12-06T20-19-20.000.jsonl beside
+// traces.jsonl) and a new one started; at most MaxFiles renamed files are
+// kept, the oldest removed. `ccproxy analyze traces.jsonl` reads the
+// active file and the kept ones as one set (RotatedSet).
+type Rotation struct {
+	MaxBytes int64 // 0: the file grows without bound
+	MaxFiles int   // old files kept (0: all of them)
 }
 
 // NewFileExporter appends to path, creating it (0644) if needed; "-" means
 // standard output.
 func NewFileExporter(path string) (*FileExporter, error) {
+	return NewRotatingFileExporter(path, Rotation{})
+}
+
+// NewRotatingFileExporter appends to path as NewFileExporter does, and
+// rotates it by size as rot says. The rotation is lumberjack's
+// (gopkg.in/natefinch/lumberjack.v2), which sizes files in whole
+// megabytes: MaxBytes is rounded up to one.
+func NewRotatingFileExporter(path string, rot Rotation) (*FileExporter, error) {
 	if path == "-" {
 		return &FileExporter{w: os.Stdout}, nil
 	}
@@ -36,8 +60,16 @@ func NewFileExporter(path string) (*FileExporter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open trace file: %w", err)
 	}
-	return &FileExporter{w: f, c: f}, nil
+	if rot.MaxBytes <= 0 {
+		return &FileExporter{w: f, c: f}, nil
+	}
+	f.Close() // lumberjack opens it itself; this was the early check
+	mb := int((rot.MaxBytes + megabyte - 1) / megabyte)
+	lj := &lumberjack.Logger{Filename: path, MaxSize: mb, MaxBackups: rot.MaxFiles}
+	return &FileExporter{w: lj, c: lj, maxLine: mb * megabyte}, nil
 }
+
+const megabyte = 1 << 20
 
 // NewWriterExporter writes OTLP/JSON lines to w.
 func NewWriterExporter(w io.Writer) *FileExporter { return &FileExporter{w: w} }
@@ -52,6 +84,10 @@ func (e *FileExporter) ExportSpans(_ context.Context, spans []sdktrace.ReadOnlyS
 		return fmt.Errorf("marshal spans: %w", err)
 	}
 	b = append(b, '\n')
+	if e.maxLine > 0 && len(b) > e.maxLine && len(spans) > 1 {
+		half := len(spans) / 2
+		return errors.Join(e.ExportSpans(context.Background(), spans[:half]), e.ExportSpans(context.Background(), spans[half:]))
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if _, err := e.w.Write(b); err != nil {

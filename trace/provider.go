@@ -25,6 +25,7 @@ import (
 // OTEL_EXPORTER_OTLP_*ENDPOINT in the environment) tracing is off.
 type Config struct {
 	File           string // OTLP/JSON lines file; "-" is standard output
+	FileRotation   Rotation
 	Endpoint       string // grpc://host:port, host:port (gRPC), http(s)://host:port[/v1/traces] (HTTP)
 	ServiceVersion string
 	QueueSize      int // spans waiting for export; beyond it new spans are dropped (default 8192)
@@ -58,7 +59,7 @@ func Setup(ctx context.Context, cfg Config) (*Provider, error) {
 	}
 	var exporters []sdktrace.SpanExporter
 	if cfg.File != "" {
-		fe, err := NewFileExporter(cfg.File)
+		fe, err := NewRotatingFileExporter(cfg.File, cfg.FileRotation)
 		if err != nil {
 			return nil, err
 		}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/ccproxy-dev/ccproxy/internal/analyze"
 	"github.com/ccproxy-dev/ccproxy/internal/failure"
+	"github.com/ccproxy-dev/ccproxy/trace"
 )
 
 type analyzeFlags struct {
@@ -39,7 +41,9 @@ connections from one client address to one upstream while the CLI retried
 (ccproxy.run.attempt, and each retry's span link to the run's first
 connection), e.g. "4 attempts over 31 s: lb_closed_early ×3, then
 issuer_timeout — the CLI printed: ..."; the latest --runs that retried or
-failed are listed. Then connections per failure mode and per
+failed are listed. A run's attempts that the relay folded (written only as
+counts in the run's ccproxy.run summary span, docs/runs.md) are counted in
+every total as if each had its own span. Then connections per failure mode and per
 upstream, counts over time, the upstream's first-byte latency (p50/p90/p99/max
 of ccproxy.upstream.first_byte_ms, i.e. how fast the Coordinator's issuer
 answered), the most frequent failure details, and the first and last time each
@@ -55,7 +59,9 @@ together count each tunneled connection once (the local end's span).
 
 FILE holds OTLP/JSON, one ExportTraceServiceRequest object per line, as
 ccproxy --trace-file and the OpenTelemetry Collector's file exporter write it;
-"-" reads standard input. Malformed lines are reported with file:line and
+"-" reads standard input. A trace file ccproxy rotated (--trace-file-max-size)
+is read with its kept rotated files (traces-<time>.jsonl beside it) as one;
+a quoted glob ('traces*.jsonl') reads every match. Malformed lines are reported with file:line and
 skipped. With --jaeger the same spans are read from Jaeger's query API.
 
 --output html writes a self-contained page (no script, no external assets):
@@ -186,7 +192,14 @@ func runAnalyze(cmd *cobra.Command, files []string, f analyzeFlags) error {
 	case len(files) == 0:
 		return usageErrorf("no input: give trace files (- for standard input) or --jaeger URL")
 	default:
-		for _, name := range files {
+		names, err := traceFileSet(files)
+		if err != nil {
+			return err
+		}
+		if len(names) > len(files) {
+			fmt.Fprintf(cmd.ErrOrStderr(), "ccproxy analyze: reading %d files (rotated trace files and globs included)\n", len(names))
+		}
+		for _, name := range names {
 			st, err := readTraceFile(cmd, name, reader)
 			if err != nil {
 				return err
@@ -226,6 +239,48 @@ func readTraceFile(cmd *cobra.Command, name string, reader *analyze.Reader) (ana
 		r = fh
 	}
 	return reader.ReadOTLPJSON(r, name)
+}
+
+// traceFileSet expands the FILE arguments: a glob (quoted, so that the
+// shell left it) to its matches, and a trace file that ccproxy rotated
+// (--trace-file-max-size) to its kept rotated files, oldest first, and
+// itself. Each file is read once.
+func traceFileSet(args []string) ([]string, error) {
+	var out []string
+	seen := map[string]bool{}
+	add := func(name string) {
+		if !seen[name] {
+			seen[name] = true
+			out = append(out, name)
+		}
+	}
+	for _, arg := range args {
+		if arg == "-" {
+			add(arg)
+			continue
+		}
+		if strings.ContainsAny(arg, "*?[") {
+			matches, err := filepath.Glob(arg)
+			if err != nil {
+				return nil, usageErrorf("FILE: %q: %v", arg, err)
+			}
+			if len(matches) == 0 {
+				return nil, usageErrorf("FILE: %q matches no file", arg)
+			}
+			for _, m := range matches {
+				add(m)
+			}
+			continue
+		}
+		set, err := trace.RotatedSet(arg)
+		if err != nil {
+			return nil, usageErrorf("FILE: %v", err)
+		}
+		for _, name := range set {
+			add(name)
+		}
+	}
+	return out, nil
 }
 
 // parseSince reads --since: a duration before now, or an RFC 3339 time.

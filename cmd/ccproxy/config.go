@@ -141,7 +141,7 @@ func loadSettings(cmd *cobra.Command) (*settings, error) {
 var sharedKeys = map[string]bool{
 	"listen": true, "upstream": true, "forward": true, "plain-ports": true, "dial-timeout": true,
 	"idle-timeout": true, "client-hello-timeout": true, "drain-timeout": true, "max-connections": true, "issuer-deadline": true,
-	"admin-listen": true, "trace-file": true, "otlp-endpoint": true, "manifest": true,
+	"admin-listen": true, "trace-file": true, "trace-file-max-size": true, "trace-file-max-files": true, "trace-every-attempt": true, "trace-first-attempts": true, "otlp-endpoint": true, "manifest": true,
 	"coordinator-policy-hash": true, "snp-trusted-roots": true, "tdx-trusted-roots": true,
 	"offline": true, "log-format": true, "log-level": true, "probe-cache": true, "probe": true,
 	"output": true, "config": true, "coordinator": true, "nonce-in": true, "tls-max-version": true,

@@ -56,8 +56,7 @@ CCPROXY_* environment variable (--idle-timeout: idle-timeout, CCPROXY_IDLE_TIMEO
 	f.Duration("drain-timeout", proxy.DefaultDrainTimeout, "on SIGTERM/SIGINT, how long in-flight connections may finish")
 	f.Int("max-connections", proxy.DefaultMaxConns, "concurrent connections; beyond it new ones are closed at once")
 	addRelayFlags(f)
-	f.String("trace-file", "", "append spans as OTLP/JSON lines to this file (- for stdout)")
-	f.String("otlp-endpoint", "", "export spans over OTLP: grpc://host:port or host:port (gRPC), http(s)://host:port (HTTP)")
+	addTraceFlags(f)
 	addLogFlags(root.PersistentFlags())
 
 	// Subcommands, one file each (cmd/ccproxy/<name>.go).
@@ -83,8 +82,8 @@ type relayConfig struct {
 	maxConns       int
 	issuerDeadline time.Duration
 	adminListen    string
-	traceFile      string
-	otlpEndpoint   string
+	trace          traceConfig
+	fold           foldConfig
 	evidence       evidenceConfig
 	probe          bool
 	probeCache     time.Duration
@@ -106,12 +105,8 @@ func parseRelayConfig(s *settings, getenv func(string) string) (*relayConfig, er
 	if c.maxConns == 0 {
 		return nil, usageErrorf("%s: must be at least 1", where("max-connections"))
 	}
-	c.traceFile = s.String("trace-file")
-	c.otlpEndpoint = s.String("otlp-endpoint")
-	if c.otlpEndpoint != "" {
-		if err := trace.ValidateEndpoint(c.otlpEndpoint); err != nil {
-			return nil, usageErrorf("%s: %v", where("otlp-endpoint"), err)
-		}
+	if c.trace, err = parseTraceConfig(s); err != nil {
+		return nil, err
 	}
 	if c.routes, err = parseRoutes(s, getenv, plain); err != nil {
 		return nil, err
@@ -131,6 +126,7 @@ func addRelayFlags(f *pflag.FlagSet) {
 	addEvidenceFlags(f)
 	f.Duration("probe-cache", 30*time.Second, "reuse an upstream's probe result this long (a storm of failing clients makes one probe)")
 	f.Bool("probe", true, "probe the upstream to refine client_rejected_certificate and internal_error verdicts")
+	addFoldFlags(f)
 }
 
 // parseRelayFlags reads the flags addRelayFlags defines into c and returns
@@ -167,6 +163,9 @@ func (c *relayConfig) parseRelayFlags(s *settings) (plain map[string]bool, err e
 		}
 	}
 	if c.evidence, err = parseEvidenceConfig(s); err != nil {
+		return nil, err
+	}
+	if c.fold, err = parseFoldConfig(s); err != nil {
 		return nil, err
 	}
 	plain = map[string]bool{}
@@ -261,21 +260,11 @@ func runRelay(cmd *cobra.Command, _ []string) error {
 // serveRelay runs relay mode until ctx ends. ready, if set, gets the bound
 // listener addresses (the demo and tests use it).
 func serveRelay(ctx context.Context, cfg *relayConfig, log *slog.Logger, ready func([]net.Addr)) error {
-	ver, _ := buildVersion()
-	tp, err := trace.Setup(ctx, trace.Config{File: cfg.traceFile, Endpoint: cfg.otlpEndpoint, ServiceVersion: ver, Logger: log})
+	tp, flush, err := cfg.trace.setup(ctx, log)
 	if err != nil {
-		return usageErrorf("--trace-file / --otlp-endpoint: %v", err)
+		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := tp.Shutdown(sctx); err != nil {
-			log.Warn("flushing spans at exit", "err", err)
-		}
-		if n := tp.Dropped(); n > 0 {
-			log.Warn("spans dropped", "count", n)
-		}
-	}()
+	defer flush()
 	ev, err := cfg.evidence.load()
 	if err != nil {
 		return err
@@ -285,7 +274,10 @@ func serveRelay(ctx context.Context, cfg *relayConfig, log *slog.Logger, ready f
 		return err
 	}
 	defer metrics.Shutdown(context.Background())
+	tracker, stopRuns := cfg.fold.startRuns(tp, log, metrics)
+	defer stopRuns() // after the drain, before the spans are flushed
 	w := watch.New(watch.Config{
+		Runs:           tracker,
 		Tracer:         tp.Tracer(),
 		IssuerDeadline: cfg.issuerDeadline,
 		CheckCert:      ev.certChecker(),
@@ -326,9 +318,6 @@ func serveRelay(ctx context.Context, cfg *relayConfig, log *slog.Logger, ready f
 			}
 		}()
 		log.Info("admin endpoint", "listen", ln.Addr().String(), "paths", "/healthz /readyz /metrics")
-	}
-	if !tp.Enabled() {
-		log.Info("tracing off: set --trace-file or --otlp-endpoint to record a span per connection")
 	}
 	return p.Serve(ctx, lns)
 }

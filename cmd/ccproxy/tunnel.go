@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/ccproxy-dev/ccproxy/internal/tunnel"
 	"github.com/ccproxy-dev/ccproxy/proxy"
-	"github.com/ccproxy-dev/ccproxy/trace"
 )
 
 func newTunnelCmd() *cobra.Command {
@@ -62,8 +60,7 @@ func addTunnelCommonFlags(f *pflag.FlagSet, peer string) {
 	f.Duration("keepalive", tunnel.DefaultKeepAlive, "QUIC keep-alive period (below --tunnel-idle-timeout)")
 	f.Duration("drain-timeout", proxy.DefaultDrainTimeout, "on SIGTERM/SIGINT, how long open connections may finish")
 	f.Int("max-connections", proxy.DefaultMaxConns, "concurrent connections; beyond it new ones are refused at once")
-	f.String("trace-file", "", "append spans as OTLP/JSON lines to this file (- for stdout)")
-	f.String("otlp-endpoint", "", "export spans over OTLP: grpc://host:port or host:port (gRPC), http(s)://host:port (HTTP)")
+	addTraceFlags(f)
 }
 
 // tunnelCommon is the validated form of addTunnelCommonFlags.
@@ -74,8 +71,7 @@ type tunnelCommon struct {
 	keepAlive         time.Duration
 	drainTimeout      time.Duration
 	maxConns          int
-	traceFile         string
-	otlpEndpoint      string
+	trace             traceConfig
 }
 
 func parseTunnelCommon(s *settings) (*tunnelCommon, error) {
@@ -116,12 +112,8 @@ func parseTunnelCommon(s *settings) (*tunnelCommon, error) {
 	if c.maxConns == 0 {
 		return nil, usageErrorf("%s: must be at least 1", where("max-connections"))
 	}
-	c.traceFile = s.String("trace-file")
-	c.otlpEndpoint = s.String("otlp-endpoint")
-	if c.otlpEndpoint != "" {
-		if err := trace.ValidateEndpoint(c.otlpEndpoint); err != nil {
-			return nil, usageErrorf("%s: %v", where("otlp-endpoint"), err)
-		}
+	if c.trace, err = parseTraceConfig(s); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
@@ -134,29 +126,6 @@ func (c *tunnelCommon) loadCert(log *slog.Logger) (tls.Certificate, error) {
 	}
 	log.Info("tunnel identity", "fingerprint", fp.String(), "cert", c.certFile)
 	return cert, nil
-}
-
-// setupTracing starts the tracer provider as relay mode does; the returned
-// function flushes it.
-func (c *tunnelCommon) setupTracing(ctx context.Context, log *slog.Logger) (*trace.Provider, func(), error) {
-	ver, _ := buildVersion()
-	tp, err := trace.Setup(ctx, trace.Config{File: c.traceFile, Endpoint: c.otlpEndpoint, ServiceVersion: ver, Logger: log})
-	if err != nil {
-		return nil, nil, usageErrorf("tracing: %v", err)
-	}
-	if !tp.Enabled() {
-		log.Info("tracing off: set --trace-file or --otlp-endpoint to record a span per connection")
-	}
-	return tp, func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := tp.Shutdown(sctx); err != nil {
-			log.Warn("flushing spans at exit", "err", err)
-		}
-		if n := tp.Dropped(); n > 0 {
-			log.Warn("spans dropped", "count", n)
-		}
-	}, nil
 }
 
 func writeTunnelJSON(w io.Writer, v any) error {

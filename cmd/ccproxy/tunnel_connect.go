@@ -132,7 +132,7 @@ func runTunnelConnect(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	ctx := cmd.Context()
-	tp, flush, err := cfg.common.setupTracing(ctx, log)
+	tp, flush, err := cfg.common.trace.setup(ctx, log)
 	if err != nil {
 		return err
 	}

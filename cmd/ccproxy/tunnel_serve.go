@@ -68,7 +68,7 @@ func parseTunnelServeConfig(s *settings) (*tunnelServeConfig, error) {
 	}
 	r := c.relay
 	r.drainTimeout, r.maxConns = c.common.drainTimeout, c.common.maxConns
-	r.traceFile, r.otlpEndpoint = c.common.traceFile, c.common.otlpEndpoint
+	r.trace = c.common.trace
 	plain, err := r.parseRelayFlags(s)
 	if err != nil {
 		return nil, err
@@ -137,7 +137,7 @@ func serveTunnel(ctx context.Context, cfg *tunnelServeConfig, log *slog.Logger) 
 	if err != nil {
 		return err
 	}
-	tp, flush, err := cfg.common.setupTracing(ctx, log)
+	tp, flush, err := cfg.common.trace.setup(ctx, log)
 	if err != nil {
 		return err
 	}
@@ -158,6 +158,11 @@ func serveTunnel(ctx context.Context, cfg *tunnelServeConfig, log *slog.Logger) 
 		return err
 	}
 	defer metrics.Shutdown(context.Background())
+	// One run tracker for every stream (a CLI's retries come as streams of
+	// one tunnel peer). Streams carry the local end's trace context, so
+	// their spans are never folded: its trace holds them.
+	tracker, stopRuns := rc.fold.startRuns(tp, log, metrics)
+	defer stopRuns()
 
 	var serving atomic.Bool
 	srv := &tunnel.Server{
@@ -169,6 +174,7 @@ func serveTunnel(ctx context.Context, cfg *tunnelServeConfig, log *slog.Logger) 
 			&proxy.Proxy{DialTimeout: rc.dialTimeout, IdleTimeout: rc.idleTimeout, ClientHelloTimeout: rc.helloTimeout, Logger: log,
 				OnExhausted: func(_ proxy.Route, op string, _ error) { metrics.ResourceExhausted(op) }},
 			watch.Config{
+				Runs:           tracker,
 				Tracer:         tp.Tracer(),
 				IssuerDeadline: rc.issuerDeadline,
 				CheckCert:      ev.certChecker(),

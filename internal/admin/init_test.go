@@ -118,6 +118,7 @@ func TestFreshMetrics(t *testing.T) {
 		"ccproxy_connections_total":          product([]string{"failure_mode", "upstream"}, modes, upstreams),
 		"ccproxy_probes_total":               product([]string{"failure_mode", "upstream"}, modes, upstreams),
 		"ccproxy_connections_active":         product([]string{"upstream"}, upstreams),
+		"ccproxy_root_spans_folded_total":    product([]string{"upstream"}, upstreams),
 		"ccproxy_forwarded_bytes_total":      product([]string{"direction", "upstream"}, directions, upstreams),
 		"ccproxy_connections_refused_total":  product([]string{"listen"}, listens),
 		"ccproxy_spans_dropped_total":        {""},
@@ -200,6 +201,7 @@ func TestFreshMetricsCoverEveryInstrument(t *testing.T) {
 	used.ConnRefused(":1313")
 	used.ProbeResult("coordinator:1313", failure.PolicyHashMismatch)
 	used.SpansDropped(1)
+	used.RootSpanFolded("coordinator:1313")
 	used.ObserveIssuer(time.Second)
 	used.ObserveHandshake(time.Second)
 

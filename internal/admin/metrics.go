@@ -42,6 +42,8 @@ const (
 	nameProbes = "ccproxy.probes"
 	// ccproxy_resource_exhausted_total{op}
 	nameExhausted = "ccproxy.resource.exhausted"
+	// ccproxy_root_spans_folded_total{upstream}
+	nameFolded = "ccproxy.root_spans.folded"
 )
 
 // The Prometheus names of the histograms, which a fresh /metrics serves at
@@ -102,6 +104,7 @@ type Metrics struct {
 	refused   metric.Int64Counter
 	exhausted metric.Int64Counter
 	dropped   metric.Int64Counter
+	folded    metric.Int64Counter
 	handshake metric.Float64Histogram
 	issuer    metric.Float64Histogram
 	probes    metric.Int64Counter
@@ -225,6 +228,10 @@ func NewMetrics(provider metric.MeterProvider) (*Metrics, error) {
 		metric.WithUnit("{span}"),
 		metric.WithDescription("Spans dropped because the exporter could not keep up."))
 	err = errors.Join(err, e)
+	m.folded, e = meter.Int64Counter(nameFolded,
+		metric.WithUnit("{span}"),
+		metric.WithDescription("Connections whose root span was folded into their CLI run's summary (ccproxy.run) instead of written: counted in ccproxy_connections_total, not traced one by one."))
+	err = errors.Join(err, e)
 	m.handshake, e = meter.Float64Histogram(nameHandshake,
 		metric.WithUnit("s"),
 		metric.WithDescription(descHandshake),
@@ -274,6 +281,7 @@ func (m *Metrics) InitRoute(listen, upstream string) {
 	ctx := context.Background()
 	o := m.upstreamOpts(upstream)
 	m.active.Add(ctx, 0, o.up...)
+	m.folded.Add(ctx, 0, o.up...)
 	m.forwarded.Add(ctx, 0, o.c2u...)
 	m.forwarded.Add(ctx, 0, o.u2c...)
 	for _, mode := range failure.All {
@@ -378,6 +386,15 @@ func (m *Metrics) ProbeResult(upstream string, mode failure.Mode) {
 		return
 	}
 	m.probes.Add(context.Background(), 1, m.modeOpts(upstream, mode)...)
+}
+
+// RootSpanFolded counts a connection to upstream whose root span its run
+// folded (internal/runs).
+func (m *Metrics) RootSpanFolded(upstream string) {
+	if m == nil {
+		return
+	}
+	m.folded.Add(context.Background(), 1, m.upstreamOpts(upstream).up...)
 }
 
 // SpansDropped counts n spans that were dropped instead of exported.

@@ -72,6 +72,11 @@ type Connection struct {
 	// carries none (written before ccproxy marked runs): then the
 	// connection is a run of its own.
 	Attempt int
+	// Folded is true for an attempt the relay counted in its run's summary
+	// (trace.SpanRun) instead of writing its spans (see fold.go): its
+	// start is placed among the run's written attempts, its detail is that
+	// of a written attempt of its mode, and it has no trace of its own.
+	Folded bool
 
 	trace pcommon.TraceID // for the TraceCollector and runs
 	span  pcommon.SpanID  // the connection span's own id
@@ -96,12 +101,17 @@ func (c Connection) SentNothing() bool {
 // ReadStats says what a read saw, for the report's header and for telling
 // the user about malformed input.
 type ReadStats struct {
-	Lines       int      `json:"lines,omitempty"`  // lines of OTLP/JSON files
-	Traces      int      `json:"traces,omitempty"` // traces fetched from Jaeger
-	Spans       int      `json:"spans"`
-	Connections int      `json:"connections"`
-	Skipped     int      `json:"skipped_lines"`
-	Problems    []string `json:"problems,omitempty"` // "file:line: error", the first few
+	Lines       int `json:"lines,omitempty"`  // lines of OTLP/JSON files
+	Traces      int `json:"traces,omitempty"` // traces fetched from Jaeger
+	Spans       int `json:"spans"`
+	Connections int `json:"connections"`
+	Skipped     int `json:"skipped_lines"`
+	// Folded counts the connections that are in Connections only as
+	// counts of their runs' summaries (Connection.Folded).
+	Folded int `json:"folded_connections,omitempty"`
+	// RunSummaries counts the trace.SpanRun spans read.
+	RunSummaries int      `json:"run_summaries,omitempty"`
+	Problems     []string `json:"problems,omitempty"` // "file:line: error", the first few
 }
 
 // Add merges o into s.
@@ -111,6 +121,8 @@ func (s *ReadStats) Add(o ReadStats) {
 	s.Spans += o.Spans
 	s.Connections += o.Connections
 	s.Skipped += o.Skipped
+	s.Folded += o.Folded
+	s.RunSummaries += o.RunSummaries
 	for _, p := range o.Problems {
 		if len(s.Problems) < maxProblemsKept {
 			s.Problems = append(s.Problems, p)
@@ -154,6 +166,11 @@ type Reader struct {
 	// nested holds, per trace without a parentless connection span so far,
 	// its earliest connection span with a parent.
 	nested map[pcommon.TraceID]Connection
+	// sums holds each run's latest summary, written its written
+	// attempts, both by the run's first connection span (fold.go).
+	sums    map[spanRef]runSummary
+	written map[spanRef][]written
+	nsums   int
 }
 
 // NewReader returns a Reader that calls fn for each connection.
@@ -166,6 +183,8 @@ func NewReader(fn func(Connection)) *Reader {
 		maxLine: maxLineBytes,
 		roots:   map[pcommon.TraceID]struct{}{},
 		nested:  map[pcommon.TraceID]Connection{},
+		sums:    map[spanRef]runSummary{},
+		written: map[spanRef][]written{},
 	}
 }
 
@@ -224,9 +243,19 @@ func (r *Reader) span(sp ptrace.Span) int {
 	if r.each != nil {
 		r.each(sp)
 	}
+	if sum, ok := summaryFromSpan(sp); ok {
+		r.nsums++
+		if prev, ok := r.sums[sum.first]; !ok || sum.newer(prev) {
+			r.sums[sum.first] = sum
+		}
+		return 0
+	}
 	c, ok := connectionFromSpan(sp)
 	if !ok {
 		return 0
+	}
+	if k, ok := c.runKey(); ok {
+		r.written[k] = append(r.written[k], written{n: c.Attempt, start: c.Start, end: c.Start.Add(c.Duration), mode: c.Mode, detail: c.Detail})
 	}
 	if sp.ParentSpanID().IsEmpty() {
 		r.roots[c.trace] = struct{}{}
@@ -268,7 +297,37 @@ func (r *Reader) Flush() ReadStats {
 	for _, c := range held {
 		r.report(c)
 	}
-	return ReadStats{Connections: len(held)}
+	st := ReadStats{Connections: len(held), RunSummaries: r.nsums}
+	// The runs' folded attempts, runs in start order. They have no trace
+	// for a TraceCollector to keep.
+	keys := make([]spanRef, 0, len(r.sums))
+	for k := range r.sums {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return r.sums[keys[i]].start.Before(r.sums[keys[j]].start) })
+	for _, k := range keys {
+		for _, c := range foldedConnections(r.sums[k], r.written[k]) {
+			r.fn(c)
+			st.Connections++
+			st.Folded++
+		}
+	}
+	clear(r.sums)
+	clear(r.written)
+	r.nsums = 0
+	return st
+}
+
+// runKey is the run a marked connection belongs to: its run's first
+// connection span.
+func (c Connection) runKey() (spanRef, bool) {
+	switch {
+	case c.Attempt == 1:
+		return spanRef{c.trace, c.span}, !c.span.IsEmpty()
+	case c.Attempt > 1:
+		return c.runFirst, !c.runFirst.span.IsEmpty()
+	}
+	return spanRef{}, false
 }
 
 // ReadOTLPJSON reads one whole input with a new Reader (see Reader.ReadOTLPJSON)

@@ -35,6 +35,10 @@ func (s Summary) WriteText(w io.Writer) error {
 	if s.Read.Traces > 0 {
 		src = fmt.Sprintf("%d traces, %d spans", s.Read.Traces, s.Read.Spans)
 	}
+	if s.Read.Folded > 0 {
+		src += fmt.Sprintf("; %s counted only in their runs' summaries (folded: no spans of their own)",
+			plural(s.Read.Folded, "connection"))
+	}
 	if s.Read.Skipped > 0 {
 		src += fmt.Sprintf(", %d malformed lines skipped", s.Read.Skipped)
 	}

@@ -68,6 +68,9 @@ type Run struct {
 	Attempts     int `json:"attempts"`
 	FirstAttempt int `json:"first_attempt"`
 	LastAttempt  int `json:"last_attempt"`
+	// Folded counts the attempts that are in Attempts only as counts of
+	// the run's summary: folded by the relay, with no spans of their own.
+	Folded int `json:"folded,omitempty"`
 	// Steps are the modes of the attempts that sent something, in order,
 	// repeats collapsed. SentNothing counts the others: connections the
 	// client opened and closed without a byte, as gRPC leaves one behind
@@ -129,6 +132,7 @@ type attemptRec struct {
 	client      string
 	upstream    string
 	sentNothing bool
+	folded      bool
 	trace       pcommon.TraceID
 	span        pcommon.SpanID
 }
@@ -143,10 +147,10 @@ func (rc *RunCollector) Add(c Connection) {
 	rec := attemptRec{
 		n: c.Attempt, start: c.Start, dur: c.Duration, mode: c.Mode,
 		client: c.Client, upstream: c.Upstream, sentNothing: c.SentNothing(),
-		trace: c.trace, span: c.span,
+		folded: c.Folded, trace: c.trace, span: c.span,
 	}
 	key := spanRef{c.trace, c.span}
-	if c.Attempt > 1 && !c.runFirst.span.IsEmpty() {
+	if (c.Attempt > 1 || c.Folded) && !c.runFirst.span.IsEmpty() {
 		key = c.runFirst
 	}
 	if c.Attempt == 0 || key.span.IsEmpty() {
@@ -318,10 +322,19 @@ func runOf(marked bool, atts []attemptRec) Run {
 	if ip := net.ParseIP(run.Client); ip != nil && ip.IsLoopback() {
 		run.SharedAddress = true
 	}
-	drawn := atts
-	if len(atts) > maxRunAttempts {
-		drawn = append(append([]attemptRec(nil), atts[:maxRunAttempts/2]...), atts[len(atts)-maxRunAttempts/2:]...)
-		run.NotDrawn = len(atts) - maxRunAttempts
+	// The HTML view draws written attempts, each linked to its trace.
+	var drawn []attemptRec
+	for _, a := range atts {
+		if a.folded {
+			run.Folded++
+		} else {
+			drawn = append(drawn, a)
+		}
+	}
+	run.NotDrawn = run.Folded
+	if len(drawn) > maxRunAttempts {
+		run.NotDrawn += len(drawn) - maxRunAttempts
+		drawn = append(append([]attemptRec(nil), drawn[:maxRunAttempts/2]...), drawn[len(drawn)-maxRunAttempts/2:]...)
 	}
 	for _, a := range drawn {
 		run.Drawn = append(run.Drawn, RunAttempt{
@@ -355,6 +368,9 @@ func (r Run) sentence() string {
 	b.WriteString(", " + plural(r.Attempts, "attempt"))
 	if missing := r.LastAttempt - r.Attempts; r.Marked && missing > 0 {
 		fmt.Fprintf(&b, " (of %d: %d not in the input)", r.LastAttempt, missing)
+	}
+	if r.Folded > 0 {
+		fmt.Fprintf(&b, " (%d folded into the run's summary)", r.Folded)
 	}
 	if r.Attempts > 1 {
 		b.WriteString(" over " + humanDuration(r.End.Sub(r.Start)))

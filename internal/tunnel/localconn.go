@@ -61,7 +61,7 @@ func (cs *clientState) handle(ctx context.Context, r LocalRoute, tcp net.Conn) {
 		openSpan.End()
 		resetConn(tcp)
 		res.Ended = time.Now()
-		run.End(res.Ended, cs.finish(span, res, cs.openFailure(ctx, err)))
+		run.End(res.Ended, cs.finish(span, res, cs.openFailure(ctx, err)), nil) // written: the local end does not fold
 		return
 	}
 	openSpan.SetAttributes(trace.TunnelStreamID.Int64(int64(st.StreamID())))
@@ -98,7 +98,7 @@ func (cs *clientState) handle(ctx context.Context, r LocalRoute, tcp net.Conn) {
 	streamSpan.SetAttributes(trace.BytesClientToUp.Int64(res.Sent), trace.BytesUpToClient.Int64(res.Received))
 	streamSpan.End(oteltrace.WithTimestamp(res.Ended))
 
-	run.End(res.Ended, cs.finish(span, res, cs.await(ctx, sess, vch, p, r, res.TraceID)))
+	run.End(res.Ended, cs.finish(span, res, cs.await(ctx, sess, vch, p, r, res.TraceID)), nil)
 }
 
 // await returns the server's verdict for the connection p carried, or

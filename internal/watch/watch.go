@@ -119,24 +119,28 @@ func New(cfg Config) *Watcher {
 }
 
 // Observe is a proxy.Proxy NewObserver function.
+//
+// The connection's spans are made when it closes, from what was recorded
+// while it lived (see conn.write), and only if its run does not fold it
+// (internal/runs): a folded attempt of a failing run costs no span at all.
+// The first attempt of a run is the exception: its root span starts now,
+// since the run's later attempts link to it before it ends.
 func (w *Watcher) Observe(ctx context.Context, info proxy.ConnInfo) proxy.Observer {
-	opts := []oteltrace.SpanStartOption{
-		oteltrace.WithTimestamp(info.Accepted),
-		oteltrace.WithSpanKind(oteltrace.SpanKindServer),
-	}
-	// A connection is its own trace, unless it arrived with a propagated
-	// parent (a tunnel stream carrying the local side's traceparent).
-	if sc := oteltrace.SpanContextFromContext(ctx); !sc.IsValid() || !sc.IsRemote() {
-		opts = append(opts, oteltrace.WithNewRoot())
-	}
 	run := w.cfg.Runs.Begin(runs.KeyOf(info.Client, info.Route.Upstream), info.Accepted)
-	opts = append(opts, run.StartOptions()...) // links are given at the start
-	ctx, span := w.tracer().Start(ctx, trace.SpanConnection, opts...)
-	run.Started(span.SpanContext())
+	o := &conn{w: w, ctx: ctx, info: info, run: run}
+	// A connection is its own trace, unless it arrived with a propagated
+	// parent (a tunnel stream carrying the local side's traceparent): then
+	// the local end's trace holds it, and it is never folded.
+	if sc := oteltrace.SpanContextFromContext(ctx); sc.IsValid() && sc.IsRemote() {
+		o.joined = true
+	}
+	if run.Number() <= 1 {
+		o.root()
+		run.Started(o.span.SpanContext())
+	}
 	if !info.Route.Inspect {
 		run.Established() // no handshake to wait for (see internal/runs)
 	}
-	o := &conn{w: w, ctx: ctx, span: span, info: info, run: run}
 	o.cls.IssuerDeadline = w.cfg.IssuerDeadline
 	if info.Route.Inspect {
 		o.c2s, o.s2c = inspect.NewConn(o.onEvent)
@@ -145,6 +149,24 @@ func (w *Watcher) Observe(ctx context.Context, info proxy.ConnInfo) proxy.Observ
 		w.cfg.Metrics.ConnOpened(info.Route.Upstream)
 	}
 	return o
+}
+
+// root starts the connection's root span (at its accept), once; o.ctx
+// becomes its context, the parent of the child spans.
+func (o *conn) root() oteltrace.Span {
+	if o.span != nil {
+		return o.span
+	}
+	opts := []oteltrace.SpanStartOption{
+		oteltrace.WithTimestamp(o.info.Accepted),
+		oteltrace.WithSpanKind(oteltrace.SpanKindServer),
+	}
+	if !o.joined {
+		opts = append(opts, oteltrace.WithNewRoot())
+	}
+	opts = append(opts, o.run.StartOptions()...) // links are given at the start
+	o.ctx, o.span = o.w.tracer().Start(o.ctx, trace.SpanConnection, opts...)
+	return o.span
 }
 
 func (w *Watcher) tracer() oteltrace.Tracer {
@@ -158,17 +180,19 @@ func (w *Watcher) tracer() oteltrace.Tracer {
 // calls; the parsers are fed outside the lock (each has its own goroutine)
 // and their events take it.
 type conn struct {
-	w    *Watcher
-	ctx  context.Context
-	span oteltrace.Span
-	info proxy.ConnInfo
-	run  *runs.Attempt
+	w      *Watcher
+	ctx    context.Context
+	span   oteltrace.Span // nil until root() (at accept for a run's first attempt, else at write)
+	joined bool           // a child of a propagated remote parent
+	info   proxy.ConnInfo
+	run    *runs.Attempt
 
 	c2s, s2c *inspect.Parser
 
 	mu      sync.Mutex
 	cls     inspect.Classifier
 	dialEnd int64 // unix nanoseconds, 0 until a dial succeeded
+	dialAt  int64 // unix nanoseconds the dial ended, succeeded or not
 	hsStart int64 // unix nanoseconds, 0 until a ClientHello
 	// tl holds the root span's events until the close (see timeline); the
 	// handshake and stream child spans are made then too, from hsStart and
@@ -182,6 +206,9 @@ type conn struct {
 	hello     *inspect.ClientHello // the first one seen: its attributes
 	dialTook  time.Duration
 	dialed    bool
+	dialErr   error
+	dialPeer  string
+	certOIDs  []string // TLS 1.2: the seen certificate's extensions
 	issuerObs bool
 
 	// chunkAt[dir] is when the chunk being parsed in dir passed the relay:
@@ -191,24 +218,18 @@ type conn struct {
 
 func (o *conn) Dialed(up net.Conn, err error, took time.Duration) {
 	end := time.Now()
-	start := end.Add(-took)
-	_, dial := o.w.tracer().Start(o.ctx, trace.SpanUpstreamDial, oteltrace.WithTimestamp(start), oteltrace.WithSpanKind(oteltrace.SpanKindClient))
-	dial.SetAttributes(trace.UpstreamAddress.String(o.info.Route.Upstream))
+	var peer string
 	if up != nil {
-		dial.SetAttributes(trace.NetworkPeerAddress.String(up.RemoteAddr().String()))
+		peer = up.RemoteAddr().String()
 	}
-	if err != nil {
-		dial.RecordError(err)
-		dial.SetStatus(codes.Error, err.Error())
-	}
-	dial.End(oteltrace.WithTimestamp(end))
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.cls.Dialed(err)
-	o.dialed, o.dialTook = true, took
+	o.dialed, o.dialTook, o.dialErr, o.dialPeer = true, took, err, peer
 	if err == nil {
 		o.dialEnd = end.UnixNano()
 	}
+	o.dialAt = end.UnixNano()
 }
 
 func (o *conn) Data(dir proxy.Direction, p []byte, at time.Time) {
@@ -300,8 +321,8 @@ func (o *conn) event(ev inspect.Event, at time.Time) {
 // openAttrs sets the root span's attributes of what was known before the
 // close, in the order it became known: the route and addresses, the
 // dial's duration, the first ClientHello's, the upstream's first byte.
-func (o *conn) openAttrs(firstByte time.Duration) {
-	span, info := o.span, o.info
+func (o *conn) openAttrs(span oteltrace.Span, firstByte time.Duration) {
+	info := o.info
 	span.SetAttributes(
 		trace.UpstreamAddress.String(info.Route.Upstream),
 		trace.ListenAddress.String(info.Route.Listen),
@@ -317,7 +338,10 @@ func (o *conn) openAttrs(firstByte time.Duration) {
 		span.SetAttributes(trace.DialDurationMS.Float64(ms(o.dialTook)))
 	}
 	if o.hello != nil {
-		o.helloAttrs(o.hello)
+		helloAttrs(span, o.hello)
+	}
+	if o.certOIDs != nil {
+		span.SetAttributes(trace.TLSCertOIDs.StringSlice(o.certOIDs))
 	}
 	if o.issuerObs {
 		// The classifier's FirstByte does not change once seen.
@@ -325,17 +349,17 @@ func (o *conn) openAttrs(firstByte time.Duration) {
 	}
 }
 
-func (o *conn) helloAttrs(h *inspect.ClientHello) {
-	o.span.SetAttributes(trace.TLSServerName.String(h.ServerName))
+func helloAttrs(span oteltrace.Span, h *inspect.ClientHello) {
+	span.SetAttributes(trace.TLSServerName.String(h.ServerName))
 	if len(h.ALPN) > 0 {
-		o.span.SetAttributes(trace.TLSALPN.StringSlice(h.ALPN))
+		span.SetAttributes(trace.TLSALPN.StringSlice(h.ALPN))
 	}
 	nonce, source, err := atls.NonceFromHello(h.ServerName, h.ALPN)
 	if source != "" {
-		o.span.SetAttributes(trace.ATLSNonceSource.String(source))
+		span.SetAttributes(trace.ATLSNonceSource.String(source))
 	}
 	if err == nil {
-		o.span.SetAttributes(trace.ATLSClientNonce.String(hex.EncodeToString(nonce)))
+		span.SetAttributes(trace.ATLSClientNonce.String(hex.EncodeToString(nonce)))
 	}
 }
 
@@ -345,13 +369,12 @@ func (o *conn) helloAttrs(h *inspect.ClientHello) {
 // that does not parse included; without one the evidence stays unverified.
 func (o *conn) startCertCheck(ders [][]byte) {
 	o.certCheck = make(chan checked, 1)
-	oids := []string{}
+	o.certOIDs = []string{}
 	if cert, err := x509.ParseCertificate(ders[0]); err == nil {
 		for _, e := range cert.Extensions {
-			oids = append(oids, e.Id.String())
+			o.certOIDs = append(o.certOIDs, e.Id.String())
 		}
 	}
-	o.span.SetAttributes(trace.TLSCertOIDs.StringSlice(oids))
 	var nonce []byte
 	if f := o.cls.Facts(); f.Hello != nil {
 		nonce, _, _ = atls.NonceFromHello(f.Hello.ServerName, f.Hello.ALPN)
@@ -360,23 +383,20 @@ func (o *conn) startCertCheck(ders [][]byte) {
 	ctx := o.ctx
 	der := ders[0]
 	go func() {
-		start := time.Now()
-		_, span := o.w.tracer().Start(ctx, trace.SpanAttestVerify, oteltrace.WithTimestamp(start))
-		ev := Evidence{Verdict: "unverified"}
+		c := checked{start: time.Now(), ev: Evidence{Verdict: "unverified"}}
 		if check != nil {
-			ev = check(ctx, der, nonce)
+			c.ev = check(ctx, der, nonce)
 		}
-		evidenceAttrs(span, ev)
-		end := time.Now()
-		span.End(oteltrace.WithTimestamp(end))
-		o.certCheck <- checked{ev: ev, end: end}
+		c.end = time.Now()
+		o.certCheck <- c
 	}()
 }
 
-// checked is a finished evidence check and when its span ended.
+// checked is a finished evidence check: what it found and when it ran
+// (its attest.verify span is made with the others, at the close).
 type checked struct {
-	ev  Evidence
-	end time.Time
+	ev         Evidence
+	start, end time.Time
 }
 
 func (o *conn) Ended(dir proxy.Direction, err error, at time.Time) {
@@ -400,37 +420,85 @@ func (o *conn) Closed(s proxy.Stats) {
 	// The connection is over: the evidence check and any probe may now take
 	// their time without holding up a byte. Each says what it found;
 	// verdict.Decide alone says which finding names the connection.
-	//
-	// The root span ends when the connection's story does: at the close,
-	// or later, when an evidence check or a probe that ran on after it
-	// ended, so it encloses its children in every waterfall.
-	end := s.Closed
+	st := story{stats: s, facts: facts, end: s.Closed}
 	obs := verdict.Observed{Wire: verdict.Finding{Mode: wire.Mode, Detail: wire.Detail}}
-	var ev *Evidence // what goes on the root span's attest.* attributes
 	if certCheck != nil {
 		c := <-certCheck
-		ev = &c.ev
+		st.cert = &c
+		st.ev = &c.ev
 		obs.Evidence = &verdict.Finding{Mode: c.ev.Mode, Detail: c.ev.Detail}
+	}
+	if o.w.cfg.Refine != nil && certCheck == nil && verdict.NeedsProbe(wire.Mode) {
+		if r, ok := o.w.cfg.Refine(o.ctx, o.info.Route.Upstream, wire, facts.Hello); ok {
+			if r.End.IsZero() {
+				r.End = time.Now()
+			}
+			st.probe = &r
+			obs.Probe = &verdict.Finding{Mode: r.Mode, Detail: r.Detail}
+			st.ev = r.Evidence
+		}
+	}
+	st.v = verdict.Decide(obs)
+	if st.v.Mode == failure.OK && o.hsStart != 0 && o.w.cfg.Metrics != nil {
+		o.w.cfg.Metrics.ObserveHandshake(s.Closed.Sub(time.Unix(0, o.hsStart)))
+	}
+	if o.w.cfg.Metrics != nil {
+		o.w.cfg.Metrics.ConnClosed(o.info.Route.Upstream, st.v.Mode, s.ClientToUpstream, s.UpstreamToClient)
+	}
+	// The run decides whether this attempt's trace and log line are
+	// written (now, or later as the run's last) or folded into its count.
+	write := func() { o.write(st) }
+	if o.joined {
+		o.run.End(s.Closed, st.v.Mode, nil)
+		write()
+	} else {
+		o.run.End(s.Closed, st.v.Mode, write)
+	}
+	if o.w.cfg.OnVerdict != nil {
+		o.w.cfg.OnVerdict(o.info, inspect.Verdict{Mode: st.v.Mode, Detail: st.v.Detail})
+	}
+}
+
+// story is what a closed connection's trace is written from.
+type story struct {
+	stats proxy.Stats
+	facts inspect.Facts
+	v     verdict.Finding
+	cert  *checked    // TLS 1.2: the evidence check of the seen certificate
+	probe *Refinement // the relay's probe, when one ran
+	ev    *Evidence   // what goes on the root span's attest.* attributes
+	end   time.Time
+}
+
+// write writes the connection's trace — its root span with the contract's
+// attributes and events, a child span per phase — and its log line.
+//
+// The root span ends when the connection's story does: at the close, or
+// later, when an evidence check or a probe that ran on after it ended, so
+// it encloses its children in every waterfall.
+func (o *conn) write(st story) {
+	span := o.root()
+	s, facts, v := st.stats, st.facts, st.v
+	end := st.end
+	if o.dialed {
+		o.dialSpan()
+	}
+	if c := st.cert; c != nil {
+		_, as := o.w.tracer().Start(o.ctx, trace.SpanAttestVerify, oteltrace.WithTimestamp(c.start))
+		evidenceAttrs(as, c.ev)
+		as.End(oteltrace.WithTimestamp(c.end))
 		if c.end.After(end) {
 			end = c.end
 		}
 	}
-	if o.w.cfg.Refine != nil && certCheck == nil && verdict.NeedsProbe(wire.Mode) {
-		if r, ok := o.w.cfg.Refine(o.ctx, o.info.Route.Upstream, wire, facts.Hello); ok {
-			if probeEnd := o.probeSpan(r); probeEnd.After(end) {
-				end = probeEnd
-			}
-			obs.Probe = &verdict.Finding{Mode: r.Mode, Detail: r.Detail}
-			ev = r.Evidence
+	if st.probe != nil {
+		if probeEnd := o.probeSpan(*st.probe); probeEnd.After(end) {
+			end = probeEnd
 		}
 	}
-	v := verdict.Decide(obs)
-	o.run.End(s.Closed, v.Mode)
-
-	span := o.span
-	o.openAttrs(facts.FirstByte)
-	if ev != nil {
-		evidenceAttrs(span, *ev)
+	o.openAttrs(span, facts.FirstByte)
+	if st.ev != nil {
+		evidenceAttrs(span, *st.ev)
 	}
 	if facts.Version != 0 {
 		span.SetAttributes(trace.TLSProtocolVersion.String(inspect.VersionName(facts.Version)))
@@ -442,13 +510,9 @@ func (o *conn) Closed(s proxy.Stats) {
 		span.SetAttributes(trace.TLSAlertDescription.Int(int(facts.Alert.Description)))
 	}
 	if o.hsStart != 0 {
-		hsStart := time.Unix(0, o.hsStart)
-		_, hs := o.w.tracer().Start(o.ctx, trace.SpanTLSHandshake, oteltrace.WithTimestamp(hsStart))
+		_, hs := o.w.tracer().Start(o.ctx, trace.SpanTLSHandshake, oteltrace.WithTimestamp(time.Unix(0, o.hsStart)))
 		hs.SetAttributes(trace.FailureMode.String(string(v.Mode)))
 		hs.End(oteltrace.WithTimestamp(s.Closed))
-		if v.Mode == failure.OK && o.w.cfg.Metrics != nil {
-			o.w.cfg.Metrics.ObserveHandshake(s.Closed.Sub(hsStart))
-		}
 	}
 	if o.dialEnd != 0 {
 		_, stream := o.w.tracer().Start(o.ctx, trace.SpanRelayStream, oteltrace.WithTimestamp(time.Unix(0, o.dialEnd)))
@@ -463,27 +527,32 @@ func (o *conn) Closed(s proxy.Stats) {
 		UpstreamToClient: s.UpstreamToClient,
 		End:              end,
 	})
-
-	if o.w.cfg.Metrics != nil {
-		o.w.cfg.Metrics.ConnClosed(o.info.Route.Upstream, v.Mode, s.ClientToUpstream, s.UpstreamToClient)
-	}
 	o.w.cfg.Logger.Info("connection",
 		"client", addrString(o.info.Client), "upstream", o.info.Route.Upstream,
-		"failure_mode", string(v.Mode), "detail", v.Detail,
+		"failure_mode", string(v.Mode), "detail", v.Detail, "attempt", o.run.Number(),
 		"bytes_in", s.ClientToUpstream, "bytes_out", s.UpstreamToClient,
 		"duration", s.Closed.Sub(o.info.Accepted).Round(time.Millisecond).String())
-	if o.w.cfg.OnVerdict != nil {
-		o.w.cfg.OnVerdict(o.info, inspect.Verdict{Mode: v.Mode, Detail: v.Detail})
+}
+
+// dialSpan records the upstream dial as a child span, from what Dialed kept.
+func (o *conn) dialSpan() {
+	end := time.Unix(0, o.dialAt)
+	_, dial := o.w.tracer().Start(o.ctx, trace.SpanUpstreamDial, oteltrace.WithTimestamp(end.Add(-o.dialTook)), oteltrace.WithSpanKind(oteltrace.SpanKindClient))
+	dial.SetAttributes(trace.UpstreamAddress.String(o.info.Route.Upstream))
+	if o.dialPeer != "" {
+		dial.SetAttributes(trace.NetworkPeerAddress.String(o.dialPeer))
 	}
+	if o.dialErr != nil {
+		dial.RecordError(o.dialErr)
+		dial.SetStatus(codes.Error, o.dialErr.Error())
+	}
+	dial.End(oteltrace.WithTimestamp(end))
 }
 
 // probeSpan records the relay's probe as a child span and returns when it
 // ended.
 func (o *conn) probeSpan(r Refinement) time.Time {
 	end := r.End
-	if end.IsZero() {
-		end = time.Now()
-	}
 	_, span := o.w.tracer().Start(o.ctx, trace.SpanProbe, oteltrace.WithTimestamp(r.Start), oteltrace.WithSpanKind(oteltrace.SpanKindClient))
 	span.SetAttributes(r.Attrs...)
 	if r.Mode != "" {
