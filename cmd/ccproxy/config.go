@@ -149,6 +149,7 @@ var sharedKeys = map[string]bool{
 	// tunnel serve / connect
 	"quic-listen": true, "server": true, "route": true, "cert": true, "key": true, "peer-fingerprint": true,
 	"max-streams": true, "tunnel-idle-timeout": true, "keepalive": true, "reconnect-max": true, "verdict-timeout": true,
+	"ui-listen": true,
 }
 
 // where names every place a key can be set, for error messages.

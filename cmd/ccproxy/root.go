@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/ccproxy-dev/ccproxy/internal/admin"
+	"github.com/ccproxy-dev/ccproxy/internal/live"
 	"github.com/ccproxy-dev/ccproxy/internal/watch"
 	"github.com/ccproxy-dev/ccproxy/proxy"
 	"github.com/ccproxy-dev/ccproxy/proxy/inspect"
@@ -57,6 +58,7 @@ CCPROXY_* environment variable (--idle-timeout: idle-timeout, CCPROXY_IDLE_TIMEO
 	f.Int("max-connections", proxy.DefaultMaxConns, "concurrent connections; beyond it new ones are closed at once")
 	addRelayFlags(f)
 	addTraceFlags(f)
+	addUIFlag(f)
 	addLogFlags(root.PersistentFlags())
 
 	// Subcommands, one file each (cmd/ccproxy/<name>.go).
@@ -84,6 +86,7 @@ type relayConfig struct {
 	adminListen    string
 	trace          traceConfig
 	fold           foldConfig
+	ui             *uiPage // nil: no live page
 	evidence       evidenceConfig
 	probe          bool
 	probeCache     time.Duration
@@ -106,6 +109,9 @@ func parseRelayConfig(s *settings, getenv func(string) string) (*relayConfig, er
 		return nil, usageErrorf("%s: must be at least 1", where("max-connections"))
 	}
 	if c.trace, err = parseTraceConfig(s); err != nil {
+		return nil, err
+	}
+	if c.ui, err = parseUI(s); err != nil {
 		return nil, err
 	}
 	if c.routes, err = parseRoutes(s, getenv, plain); err != nil {
@@ -260,7 +266,7 @@ func runRelay(cmd *cobra.Command, _ []string) error {
 // serveRelay runs relay mode until ctx ends. ready, if set, gets the bound
 // listener addresses (the demo and tests use it).
 func serveRelay(ctx context.Context, cfg *relayConfig, log *slog.Logger, ready func([]net.Addr)) error {
-	tp, flush, err := cfg.trace.setup(ctx, log)
+	tp, flush, err := cfg.trace.setup(ctx, log, cfg.ui.processors()...)
 	if err != nil {
 		return err
 	}
@@ -318,6 +324,13 @@ func serveRelay(ctx context.Context, cfg *relayConfig, log *slog.Logger, ready f
 			}
 		}()
 		log.Info("admin endpoint", "listen", ln.Addr().String(), "paths", "/healthz /readyz /metrics")
+	}
+	err = cfg.ui.start(ctx, log, live.Config{Mode: "relay", Routes: uiRoutes(cfg.routes), Metrics: metrics.Handler(), Runs: tracker.Snapshot})
+	if err != nil {
+		for _, l := range lns {
+			l.Close()
+		}
+		return err
 	}
 	return p.Serve(ctx, lns)
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/ccproxy-dev/ccproxy/internal/admin"
 	"github.com/ccproxy-dev/ccproxy/internal/runs"
@@ -59,11 +60,12 @@ func parseTraceConfig(s *settings) (traceConfig, error) {
 	return c, nil
 }
 
-// setup starts the tracer provider; the returned function flushes and
-// closes it.
-func (c traceConfig) setup(ctx context.Context, log *slog.Logger) (*trace.Provider, func(), error) {
+// setup starts the tracer provider, with extra span processors besides the
+// exporters (the live page's); the returned function flushes and closes it.
+func (c traceConfig) setup(ctx context.Context, log *slog.Logger, extra ...sdktrace.SpanProcessor) (*trace.Provider, func(), error) {
 	ver, _ := buildVersion()
-	tp, err := trace.Setup(ctx, trace.Config{File: c.file, FileRotation: c.rotation, Endpoint: c.otlpEndpoint, ServiceVersion: ver, Logger: log})
+	tp, err := trace.Setup(ctx, trace.Config{File: c.file, FileRotation: c.rotation, Endpoint: c.otlpEndpoint, ServiceVersion: ver, Logger: log,
+		Processors: extra})
 	if err != nil {
 		return nil, nil, usageErrorf("--trace-file / --otlp-endpoint: %v", err)
 	}

@@ -61,6 +61,7 @@ func addTunnelCommonFlags(f *pflag.FlagSet, peer string) {
 	f.Duration("drain-timeout", proxy.DefaultDrainTimeout, "on SIGTERM/SIGINT, how long open connections may finish")
 	f.Int("max-connections", proxy.DefaultMaxConns, "concurrent connections; beyond it new ones are refused at once")
 	addTraceFlags(f)
+	addUIFlag(f)
 }
 
 // tunnelCommon is the validated form of addTunnelCommonFlags.
@@ -72,6 +73,7 @@ type tunnelCommon struct {
 	drainTimeout      time.Duration
 	maxConns          int
 	trace             traceConfig
+	ui                *uiPage // nil: no live page
 }
 
 func parseTunnelCommon(s *settings) (*tunnelCommon, error) {
@@ -113,6 +115,9 @@ func parseTunnelCommon(s *settings) (*tunnelCommon, error) {
 		return nil, usageErrorf("%s: must be at least 1", where("max-connections"))
 	}
 	if c.trace, err = parseTraceConfig(s); err != nil {
+		return nil, err
+	}
+	if c.ui, err = parseUI(s); err != nil {
 		return nil, err
 	}
 	return c, nil

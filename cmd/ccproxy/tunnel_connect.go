@@ -1,12 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"net"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ccproxy-dev/ccproxy/internal/live"
 	"github.com/ccproxy-dev/ccproxy/internal/tunnel"
 	"github.com/ccproxy-dev/ccproxy/proxy"
 )
@@ -132,7 +134,7 @@ func runTunnelConnect(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	ctx := cmd.Context()
-	tp, flush, err := cfg.common.trace.setup(ctx, log)
+	tp, flush, err := cfg.common.trace.setup(ctx, log, cfg.common.ui.processors()...)
 	if err != nil {
 		return err
 	}
@@ -155,6 +157,18 @@ func runTunnelConnect(cmd *cobra.Command, _ []string) error {
 	lns, err := cl.Listen(ctx)
 	if err != nil {
 		return usageErrorf("%v", err)
+	}
+	// No metrics here: the page counts open connections and modes from
+	// this end's spans, and its runs from the spans in its ring.
+	uiRoutes := make([]live.Route, len(cfg.routes))
+	for i, r := range cfg.routes {
+		uiRoutes[i] = live.Route{Listen: r.Listen, Upstream: "route " + cmp.Or(r.Route, "default")}
+	}
+	if err := cfg.common.ui.start(ctx, log, live.Config{Mode: "tunnel connect", Routes: uiRoutes}); err != nil {
+		for _, l := range lns {
+			l.Close()
+		}
+		return err
 	}
 	return cl.Serve(ctx, lns)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ccproxy-dev/ccproxy/internal/admin"
+	"github.com/ccproxy-dev/ccproxy/internal/live"
 	"github.com/ccproxy-dev/ccproxy/internal/tunnel"
 	"github.com/ccproxy-dev/ccproxy/internal/watch"
 	"github.com/ccproxy-dev/ccproxy/proxy"
@@ -137,7 +138,7 @@ func serveTunnel(ctx context.Context, cfg *tunnelServeConfig, log *slog.Logger) 
 	if err != nil {
 		return err
 	}
-	tp, flush, err := cfg.common.trace.setup(ctx, log)
+	tp, flush, err := cfg.common.trace.setup(ctx, log, cfg.common.ui.processors()...)
 	if err != nil {
 		return err
 	}
@@ -214,6 +215,11 @@ func serveTunnel(ctx context.Context, cfg *tunnelServeConfig, log *slog.Logger) 
 			}
 		}()
 		log.Info("admin endpoint", "listen", ln.Addr().String(), "paths", "/healthz /readyz /metrics")
+	}
+	err = cfg.common.ui.start(ctx, log, live.Config{Mode: "tunnel serve", Routes: uiRoutes(rc.routes), Metrics: metrics.Handler(), Runs: tracker.Snapshot})
+	if err != nil {
+		pc.Close()
+		return err
 	}
 	return srv.Serve(ctx, pc)
 }

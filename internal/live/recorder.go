@@ -168,7 +168,6 @@ func (r *Recorder) OpenByListener() (map[string]int64, int64) {
 	return out, r.openAll
 }
 
-
 func modeOf(s sdktrace.ReadOnlySpan) string {
 	for _, kv := range s.Attributes() {
 		if kv.Key == trace.FailureMode {
