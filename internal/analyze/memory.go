@@ -2,18 +2,16 @@ package analyze
 
 // This file reads spans that never were a file: the relay's live page
 // (internal/live) keeps recent spans in memory, converts them with
-// trace.ToPdata and hands them to a Reader here, and turns run summaries
-// (trace.SpanRun spans, or internal/runs' live snapshot as a
-// trace.RunSummary) into the Run shape the text, JSON and HTML reports use.
+// trace.ToPdata and hands them to a Reader here, and turns internal/runs'
+// live view of a run (a trace.RunSummary) into the Run shape the text, JSON
+// and HTML reports use.
 
 import (
 	"net"
 	"sort"
 	"time"
 
-	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
-	oteltrace "go.opentelemetry.io/otel/trace"
 
 	"github.com/ccproxy-dev/ccproxy/internal/explain"
 	"github.com/ccproxy-dev/ccproxy/internal/failure"
@@ -39,62 +37,6 @@ func (r *Reader) ReadTraces(td ptrace.Traces) ReadStats {
 	return st
 }
 
-// RunSummaryOfSpan reads a trace.SpanRun span back into the summary
-// trace.WriteRunSummary wrote; ok is false for any other span.
-func RunSummaryOfSpan(s ptrace.Span) (sum trace.RunSummary, ok bool) {
-	if s.Name() != trace.SpanRun {
-		return sum, false
-	}
-	attrs := s.Attributes()
-	str := func(k string) string {
-		if v, ok := attrs.Get(k); ok {
-			return v.AsString()
-		}
-		return ""
-	}
-	integer := func(k string) int {
-		if v, ok := attrs.Get(k); ok {
-			if f, ok := numeric(v); ok && f >= 0 && f < 1<<31 {
-				return int(f)
-			}
-		}
-		return 0
-	}
-	sum = trace.RunSummary{
-		Client:   str(string(trace.ClientAddress)),
-		Upstream: str(string(trace.UpstreamAddress)),
-		Start:    s.StartTimestamp().AsTime(),
-		End:      s.EndTimestamp().AsTime(),
-		Attempts: integer(string(trace.RunAttempts)),
-		InFlight: integer(string(trace.RunInFlight)),
-		Folded:   integer(string(trace.RunFolded)),
-		Outcome:  str(string(trace.RunOutcome)),
-	}
-	if v, ok := attrs.Get(string(trace.RunFinal)); ok && v.Type() == pcommon.ValueTypeBool {
-		sum.Final = v.Bool()
-	}
-	modes, mOK := attrs.Get(string(trace.RunModes))
-	counts, cOK := attrs.Get(string(trace.RunModeCounts))
-	if mOK && cOK && modes.Type() == pcommon.ValueTypeSlice && counts.Type() == pcommon.ValueTypeSlice {
-		// Parallel lists; a malformed pair is cut to the shorter one.
-		n := min(modes.Slice().Len(), counts.Slice().Len())
-		for i := range n {
-			c, ok := numeric(counts.Slice().At(i))
-			if !ok || c < 0 {
-				continue
-			}
-			sum.Modes = append(sum.Modes, modes.Slice().At(i).AsString())
-			sum.Counts = append(sum.Counts, int64(c))
-		}
-	}
-	if ref := runLink(s.Links()); !ref.span.IsEmpty() {
-		sum.First = oteltrace.NewSpanContext(oteltrace.SpanContextConfig{
-			TraceID: oteltrace.TraceID(ref.trace), SpanID: oteltrace.SpanID(ref.span),
-		})
-	}
-	return sum, true
-}
-
 // RunOfSummary describes a run from its summary, in the shape the reports
 // list runs in: exact counts even when most attempts were folded (never
 // written as connection spans). Steps are the counts per mode in the order
@@ -107,6 +49,7 @@ func RunOfSummary(s trace.RunSummary) Run {
 		Client:       s.Client,
 		Upstream:     s.Upstream,
 		Attempts:     s.Attempts,
+		Folded:       s.Folded,
 		FirstAttempt: 1,
 		LastAttempt:  s.Attempts,
 		Outcome:      s.Outcome,

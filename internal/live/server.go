@@ -148,12 +148,12 @@ func (s *Server) State() State {
 	now := s.cfg.Now()
 	st := State{Now: now, Mode: s.cfg.Mode, Ring: s.cfg.Recorder.Held()}
 	connSpans, _, runSpans := s.cfg.Recorder.Spans()
-	conns, sums := fromRing(connSpans, runSpans)
+	conns := fromRing(connSpans, runSpans)
 	var live []runs.Summary
 	if s.cfg.Runs != nil {
 		live = s.cfg.Runs()
 	}
-	st.Runs = mergeRuns(now, live, sums, conns, &s.adv)
+	st.Runs = mergeRuns(now, live, conns, &s.adv)
 	st.Connections = connectionsOf(conns)
 	st.Recent = analyze.Summarize(conns, analyze.Options{})
 	st.Recent.Runs = analyze.RunReport{Runs: len(st.Runs), Listed: []analyze.Run{}}

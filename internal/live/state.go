@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"go.opentelemetry.io/collector/pdata/ptrace"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/ccproxy-dev/ccproxy/internal/analyze"
@@ -63,14 +62,13 @@ type Run struct {
 	Key        string `json:"key,omitempty"`
 	InProgress bool   `json:"in_progress"`
 	InFlight   int    `json:"in_flight"`
-	Folded     int    `json:"folded"`
-	// Source is where the counts come from: "live" (the run tracker now),
-	// "summary" (its latest trace.SpanRun span in the ring) or "spans"
-	// (the connection spans in the ring: attempts that fell out of the
-	// ring or were folded are not counted).
+	// Source is where the counts come from: "live" (the run tracker now,
+	// exact) or "ring" (the spans in the ring, read as analyze reads a
+	// file: folded attempts are counted from the run's latest summary
+	// span; attempts that fell out of the ring are missing).
 	Source string `json:"source"`
-	// Meaning and NextSteps are what `ccproxy explain` says about what
-	// the CLI printed for the outcome.
+	// Meaning and NextSteps are what `ccproxy explain` says about the
+	// outcome: what it means and what to do.
 	Meaning   string   `json:"meaning,omitempty"`
 	NextSteps []string `json:"next_steps,omitempty"`
 	// Traces are the trace ids of the run's attempts still in the ring,
@@ -102,40 +100,15 @@ type Connection struct {
 	SentNothing bool      `json:"sent_nothing,omitempty"`
 }
 
-// fromRing reads the connection and run summary spans of the ring.
-func fromRing(conns, runSpans []sdktrace.ReadOnlySpan) ([]analyze.Connection, map[string]trace.RunSummary) {
+// fromRing reads the ring's connection and run summary spans with one
+// analyze.Reader: a run's summary puts its folded attempts back as
+// connections (analyze.Connection.Folded), so its counts stay exact.
+func fromRing(conns, runSpans []sdktrace.ReadOnlySpan) []analyze.Connection {
 	var out []analyze.Connection
 	rd := analyze.NewReader(func(c analyze.Connection) { out = append(out, c) })
-	rd.ReadTraces(trace.ToPdata(conns))
+	rd.ReadTraces(trace.ToPdata(append(slices.Clip(conns), runSpans...)))
 	rd.Flush()
-	sums := map[string]trace.RunSummary{}
-	td := trace.ToPdata(runSpans)
-	each(td, func(s ptrace.Span) {
-		sum, ok := analyze.RunSummaryOfSpan(s)
-		if !ok {
-			return
-		}
-		k := keyOf(sum)
-		// Summaries are cumulative: the latest (most attempts, or final)
-		// of a run has its counts.
-		if prev, ok := sums[k]; !ok || sum.Attempts > prev.Attempts || (sum.Final && !prev.Final) {
-			sums[k] = sum
-		}
-	})
-	return out, sums
-}
-
-func each(td ptrace.Traces, fn func(ptrace.Span)) {
-	rss := td.ResourceSpans()
-	for i := range rss.Len() {
-		sss := rss.At(i).ScopeSpans()
-		for j := range sss.Len() {
-			spans := sss.At(j).Spans()
-			for k := range spans.Len() {
-				fn(spans.At(k))
-			}
-		}
-	}
+	return out
 }
 
 // keyOf names a run by its first connection span's trace id; a summary
@@ -148,11 +121,10 @@ func keyOf(s trace.RunSummary) string {
 	return s.Client + "|" + s.Upstream + "|" + s.Start.String()
 }
 
-// mergeRuns lists the runs newest first: the tracker's live summaries win
-// over the ring's summary spans (they are newer), and those over runs
-// grouped from the connection spans in the ring, which only add their
-// attempts' trace ids to a run already listed.
-func mergeRuns(now time.Time, live []runs.Summary, sums map[string]trace.RunSummary, conns []analyze.Connection, adv *advice) []Run {
+// mergeRuns lists the runs newest first: the tracker's live summaries
+// (exact, and current to the attempt) win over the runs read from the ring,
+// which only add their attempts' trace ids to a run already listed.
+func mergeRuns(now time.Time, live []runs.Summary, conns []analyze.Connection, adv *advice) []Run {
 	byKey := map[string]*Run{}
 	var order []*Run
 	put := func(k string, r Run) {
@@ -165,18 +137,13 @@ func mergeRuns(now time.Time, live []runs.Summary, sums map[string]trace.RunSumm
 		byKey[k] = &rr
 		order = append(order, &rr)
 	}
-	for k, s := range sums {
-		r := Run{Run: analyze.RunOfSummary(s), Key: k, InFlight: s.InFlight, Folded: s.Folded, Source: "summary"}
-		r.InProgress = !s.Final && now.Sub(s.End) < runs.DefaultMaxGap
-		put(k, r)
-	}
 	for _, s := range live {
 		if s.Attempts == 0 {
 			continue // nothing has ended yet: no mode to show
 		}
 		ts := s.TraceSummary()
 		k := keyOf(ts)
-		r := Run{Run: analyze.RunOfSummary(ts), Key: k, InFlight: s.InFlight, Folded: s.Folded, Source: "live"}
+		r := Run{Run: analyze.RunOfSummary(ts), Key: k, InFlight: s.InFlight, Source: "live"}
 		// The tracker keeps a run until a later connection or its sweep
 		// prunes it: over once nothing is open and the gap ran out.
 		r.InProgress = !s.Final && (s.InFlight > 0 || now.Sub(s.End) < runs.DefaultMaxGap)
@@ -201,7 +168,7 @@ func mergeRuns(now time.Time, live []runs.Summary, sums map[string]trace.RunSumm
 			have.Traces = append(have.Traces, ids...)
 			continue
 		}
-		r := Run{Run: cr, Key: k, Source: "spans", Traces: ids}
+		r := Run{Run: cr, Key: k, Source: "ring", Traces: ids}
 		r.InProgress = false // a run only from ended spans: what is open is unknown
 		if k == "" {
 			k = cr.Summary
@@ -262,7 +229,7 @@ func uniq(ids []string) []string {
 
 // connectionsOf lists the ring's connections newest first.
 func connectionsOf(conns []analyze.Connection) []Connection {
-	cs := slices.Clone(conns)
+	cs := slices.DeleteFunc(slices.Clone(conns), func(c analyze.Connection) bool { return c.Folded })
 	sort.SliceStable(cs, func(i, j int) bool { return cs[i].Start.After(cs[j].Start) })
 	if len(cs) > maxConnsListed {
 		cs = cs[:maxConnsListed]
@@ -282,8 +249,8 @@ func connectionsOf(conns []analyze.Connection) []Connection {
 	return out
 }
 
-// advice is what `ccproxy explain` says about the CLI's text for each
-// mode, computed once per mode (there are a few dozen).
+// advice is what `ccproxy explain` says about each mode, computed once per
+// mode (there are a few dozen).
 type advice struct {
 	mu   sync.Mutex
 	seen map[string]adviceText
@@ -303,19 +270,11 @@ func (a *advice) of(mode string) (string, []string) {
 	if t, ok := a.seen[mode]; ok {
 		return t.meaning, t.steps
 	}
+	// `ccproxy explain <mode>`: what the mode means and what to do.
 	var t adviceText
-	if text := explain.CLIText(failure.Mode(mode)); text != "" {
-		fs := explain.Explain(text)
-		// The finding for this mode; a text that several modes share
-		// (issuer_error, coordinator_version_mismatch) lists it among its
-		// alternatives, whose next steps say how to tell them apart.
-		i := slices.IndexFunc(fs, func(f explain.Finding) bool { return f.Mode == mode })
-		if i < 0 {
-			i = slices.IndexFunc(fs, func(f explain.Finding) bool { return slices.Contains(f.Alternatives, mode) })
-		}
-		if i >= 0 {
-			t = adviceText{meaning: fs[i].Meaning, steps: fs[i].NextSteps}
-		}
+	fs := explain.Explain(mode)
+	if i := slices.IndexFunc(fs, func(f explain.Finding) bool { return f.Mode == mode }); i >= 0 {
+		t = adviceText{meaning: fs[i].Meaning, steps: fs[i].NextSteps}
 	}
 	if a.seen == nil {
 		a.seen = map[string]adviceText{}

@@ -85,7 +85,7 @@ function drawRuns(st) {
     const meta = [];
     if (r.in_flight > 0) meta.push(r.in_flight + " in flight");
     if (r.folded > 0) meta.push(thousands(r.folded) + " folded (counted, not traced)");
-    if (r.source === "spans") meta.push("from the spans in the ring");
+    if (r.source === "ring") meta.push("from the spans kept in memory");
     const div = el("div", { class: "run" + (r.in_progress ? " in-progress" : ""), "data-key": r.key || "", "data-outcome": r.outcome, "data-attempts": String(r.attempts) },
       el("div", { class: "run-head" },
         r.in_progress ? el("span", { class: "badge live", text: "in progress" }) : null, r.in_progress ? " " : null,
