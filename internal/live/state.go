@@ -161,7 +161,7 @@ func mergeRuns(now time.Time, live []runs.Summary, conns []analyze.Connection, a
 			k = cr.Drawn[0].TraceID
 		}
 		have := byKey[k]
-		if have == nil {
+		if have == nil && cr.FirstAttempt > 1 {
 			have = overlapping(order, cr)
 		}
 		if have != nil {
@@ -194,7 +194,8 @@ func mergeRuns(now time.Time, live []runs.Summary, conns []analyze.Connection, a
 }
 
 // overlapping finds a listed run of cr's client and upstream whose time
-// covers cr's start: cr is its tail, whose first attempt left the ring.
+// covers cr's start, for a cr whose first attempt left the ring (it is
+// that run's tail).
 func overlapping(listed []*Run, cr analyze.Run) *Run {
 	for _, r := range listed {
 		if r.Client == cr.Client && r.Upstream == cr.Upstream &&
