@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the test suite, the benchmarks and the linters need:
-# Debian packages (openssl, socat, haproxy) and Go tools (staticcheck,
+# Debian packages (openssl, socat, haproxy, and chromium with chromium-driver
+# for the live page's browser test) and Go tools (staticcheck,
 # grpcurl) pinned to versions known to work here. Idempotent: already
 # installed tools are skipped. Called by .ci/run and the README.
 set -euo pipefail
 
 need_pkgs=()
-for tool in openssl:openssl socat:socat haproxy:haproxy; do
+for tool in openssl:openssl socat:socat haproxy:haproxy chromium:chromium chromedriver:chromium-driver; do
 	bin=${tool%%:*} pkg=${tool##*:}
 	command -v "$bin" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
@@ -27,4 +28,4 @@ install_go_tool() { # name module@version
 }
 install_go_tool staticcheck honnef.co/go/tools/cmd/staticcheck@v0.8.2
 install_go_tool grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.3
-echo "test-deps: ok (openssl $(openssl version | cut -d' ' -f2), socat, haproxy, staticcheck, grpcurl in $gobin)"
+echo "test-deps: ok (openssl $(openssl version | cut -d' ' -f2), socat, haproxy, chromium, staticcheck, grpcurl in $gobin)"
