@@ -159,7 +159,7 @@ func (s *Server) State() State {
 	st.Recent.Runs = analyze.RunReport{Runs: len(st.Runs), Listed: []analyze.Run{}}
 	st.Recent.Read = analyze.ReadStats{Spans: len(connSpans), Connections: len(conns)}
 
-	st.Chart = Chart{BucketMS: s.chart.width.Milliseconds(), Source: "spans"}
+	st.Chart = Chart{BucketMS: s.chart.width.Milliseconds(), Slots: s.chart.marks.cap(), Source: "spans"}
 	if s.cfg.Metrics != nil {
 		st.Chart.Source = "metrics"
 	}

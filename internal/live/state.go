@@ -79,9 +79,11 @@ type Run struct {
 // Chart is counts per mode per time bucket, oldest first; the last bucket
 // is in progress.
 type Chart struct {
-	BucketMS int64            `json:"bucket_ms"`
-	Modes    []string         `json:"modes"` // most frequent first
-	Buckets  []analyze.Bucket `json:"buckets"`
+	BucketMS int64 `json:"bucket_ms"`
+	// Slots is how many buckets the chart spans when full (the axis).
+	Slots   int              `json:"slots"`
+	Modes   []string         `json:"modes"` // most frequent first
+	Buckets []analyze.Bucket `json:"buckets"`
 	// Source: "metrics" (every connection, exact) or "spans" (connection
 	// spans ended: attempts folded out of the trace are not counted).
 	Source string `json:"source"`

@@ -120,9 +120,12 @@ function drawChart(st) {
   svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
   svg.setAttribute("preserveAspectRatio", "none");
   const maxTotal = Math.max(1, ...buckets.map((b) => Object.values(b.modes || {}).reduce((a, n) => a + n, 0)));
-  const n = Math.max(buckets.length, 1);
+  // A fixed time axis: the buckets so far sit at its right end, "now".
+  const n = Math.max(ch.slots || 0, buckets.length, 1);
   const bw = W / n;
-  buckets.forEach((b, i) => {
+  const skip = n - buckets.length;
+  buckets.forEach((b, j) => {
+    const i = skip + j;
     let y = H - bottom;
     for (const m of modes) {
       const c = (b.modes || {})[m] || 0;
@@ -151,7 +154,8 @@ function drawChart(st) {
     svg.append(t);
   };
   if (buckets.length) {
-    label(2, utc(buckets[0].start).slice(11, 19), "start");
+    const first = new Date(new Date(buckets[buckets.length - 1].start).getTime() - (n - 1) * ch.bucket_ms);
+    label(2, utc(first).slice(11, 19), "start");
     label(W - 2, "now", "end");
   }
   const max = document.createElementNS(ns, "text");
