@@ -369,3 +369,35 @@ func TestServer(t *testing.T) {
 var externalURL = regexp.MustCompile(`(?:https?:)?//(?:[a-z0-9-]+\.)+[a-z]{2,}(?:/[^"' )]*)?`)
 
 const svgNS = "http://www.w3.org/2000/svg"
+
+// TestStateWhileSpansEnd: the page reads the rings while connections end
+// (run with -race).
+func TestStateWhileSpansEnd(t *testing.T) {
+	rs := newRelaySpans(t, Limits{Connections: 16, Children: 16, Runs: 4})
+	srv, err := New(Config{Recorder: rs.rec, Routes: []Route{{Listen: ":1313", Upstream: "coordinator:1313"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 500 {
+			rs.conn(failure.LBClosedEarly, i+1)
+		}
+	}()
+	for {
+		st := srv.State()
+		if len(st.Connections) > 16 {
+			t.Fatalf("%d connections listed from a ring of 16", len(st.Connections))
+		}
+		select {
+		case <-done:
+			st := srv.State()
+			if st.Ring.Connections != 16 || st.Chart.Source != "spans" {
+				t.Errorf("ring %+v, chart from %s", st.Ring, st.Chart.Source)
+			}
+			return
+		default:
+		}
+	}
+}
