@@ -60,7 +60,7 @@ type relaySpans struct {
 	rec *Recorder
 }
 
-func newRelaySpans(t *testing.T, l Limits) *relaySpans {
+func newRelaySpans(t testing.TB, l Limits) *relaySpans {
 	t.Helper()
 	rec := NewRecorder(l)
 	tp, err := trace.Setup(context.Background(), trace.Config{Processors: []sdktrace.SpanProcessor{rec}, Getenv: func(string) string { return "" }})

