@@ -280,3 +280,37 @@ func TestStormEveryAttemptReadsTheSame(t *testing.T) {
 		t.Errorf("analyze differs:\nevery attempt %+v\nfolded        %+v", every, folded)
 	}
 }
+
+// TestStormRotatedTraceFile: with every attempt written, a storm outgrows
+// a 1 MiB trace file many times; the file is rotated with the number of
+// old files kept, and analyze reads the set (named by the active file, or
+// by a glob) as one.
+func TestStormRotatedTraceFile(t *testing.T) {
+	const n = 1500
+	f := newStormFixture(t, coordinator.FaultLBClose, "--trace-every-attempt", "--trace-file-max-size", "1", "--trace-file-max-files", "50")
+	f.attempts(t, n)
+	f.waitConnections(t, n)
+	f.stop(t)
+	set, err := trace.RotatedSet(f.traces)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(set) < 3 {
+		t.Fatalf("trace files %v: want the file rotated", set)
+	}
+	for _, name := range set {
+		st, err := os.Stat(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Size() > 1<<20 {
+			t.Errorf("%s: %d bytes, over --trace-file-max-size 1", name, st.Size())
+		}
+	}
+	for _, arg := range []string{f.traces, filepath.Join(filepath.Dir(f.traces), "traces*.jsonl")} {
+		a := analyzeFiles(t, arg)
+		if a.Connections != n || len(a.Runs.List) != 1 || a.Runs.List[0].Attempts != n {
+			t.Errorf("analyze %s over %d files: %d connections, runs %+v; want %d in one run", arg, len(set), a.Connections, a.Runs, n)
+		}
+	}
+}
