@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"encoding/json"
 	"net"
@@ -16,6 +15,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/ccproxy-dev/ccproxy/integration/simulated/coordinator"
+	"github.com/ccproxy-dev/ccproxy/integration/simulated/coordinatortest"
 	"github.com/ccproxy-dev/ccproxy/trace"
 )
 
@@ -29,21 +29,10 @@ type stormFixture struct {
 
 func newStormFixture(t *testing.T, fault coordinator.Fault, args ...string) *stormFixture {
 	t.Helper()
-	c, err := coordinator.New(coordinator.Config{Fault: fault})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { c.Serve(ctx, ln); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	c, addr := coordinatortest.Start(t, coordinator.Config{Fault: fault})
 	traces := filepath.Join(t.TempDir(), "traces.jsonl")
 	all := append([]string{"--trace-file", traces, "--log-format", "json"}, args...)
-	return &stormFixture{coord: c, relay: startRelay(t, ln.Addr().String(), all...), traces: traces}
+	return &stormFixture{coord: c, relay: startRelay(t, addr, all...), traces: traces}
 }
 
 // attempts makes n handshakes through the relay one after the other, as
