@@ -44,7 +44,7 @@ func TestFoldedConnections(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got := foldedConnections(tc.sum, tc.written)
+			got := foldedConnections(tc.sum, tc.written, maxFoldedPerRun)
 			if len(got) != len(tc.want) {
 				t.Fatalf("%d folded connections %+v, want %v", len(got), got, tc.want)
 			}
@@ -65,5 +65,12 @@ func TestFoldedConnections(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestFoldedConnectionsBounded(t *testing.T) {
+	s := runSummary{first: spanRef{pcommon.TraceID{1}, pcommon.SpanID{1}}, attempts: 1 << 30, modes: []string{"lb"}, counts: []int64{1 << 30}}
+	if got := foldedConnections(s, nil, 1000); len(got) != 1000 {
+		t.Errorf("a summary of 2^30 attempts gave %d connections, want the limit 1000", len(got))
 	}
 }
