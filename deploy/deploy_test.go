@@ -766,6 +766,20 @@ func TestManifestVolumes(t *testing.T) {
 			t.Errorf("--trace-file %s is not on an emptyDir mount", traceFile)
 		} else if v.EmptyDir.SizeLimit == nil {
 			t.Error("the traces emptyDir has no sizeLimit")
+		} else {
+			// The rotated trace files must fit: the active file and the
+			// kept ones, each at most trace-file-max-size MiB.
+			var cfg map[string]any
+			if err := yaml.Unmarshal([]byte(o.configMap.Data["ccproxy.yaml"]), &cfg); err != nil {
+				t.Fatal(err)
+			}
+			size, sok := cfg["trace-file-max-size"].(float64) // JSON numbers
+			files, fok := cfg["trace-file-max-files"].(float64)
+			if !sok || !fok || size <= 0 || files <= 0 {
+				t.Errorf("the ConfigMap bounds no trace file: trace-file-max-size %v, trace-file-max-files %v", cfg["trace-file-max-size"], cfg["trace-file-max-files"])
+			} else if need := int64(size) << 20 * int64(files+1); need > v.EmptyDir.SizeLimit.Value() {
+				t.Errorf("trace files may take %d MiB (%v × %v MiB), over the emptyDir's %s", need>>20, files+1, size, v.EmptyDir.SizeLimit)
+			}
 		}
 
 		cfgFile, ok := flagValue(c.Args, "--config")

@@ -19,6 +19,7 @@ import (
 	"github.com/ccproxy-dev/ccproxy/attest/attesttest"
 	"github.com/ccproxy-dev/ccproxy/integration/simulated/contrastcli"
 	"github.com/ccproxy-dev/ccproxy/integration/simulated/coordinator"
+	"github.com/ccproxy-dev/ccproxy/integration/simulated/coordinatortest"
 	"github.com/ccproxy-dev/ccproxy/internal/demo"
 	"github.com/ccproxy-dev/ccproxy/trace"
 )
@@ -95,20 +96,9 @@ func newRunsFixture(t *testing.T) *runsFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := coordinator.New(coordinator.Config{Authority: auth, IssuerDelay: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { c.Serve(ctx, ln); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	c, addr := coordinatortest.Start(t, coordinator.Config{Authority: auth, IssuerDelay: 2 * time.Second})
 	traces := filepath.Join(t.TempDir(), "traces.jsonl")
-	p := startRelay(t, ln.Addr().String(), "--trace-file", traces, "--issuer-deadline", "500ms")
+	p := startRelay(t, addr, "--trace-file", traces, "--issuer-deadline", "500ms")
 	return &runsFixture{coord: c, relay: p, traces: traces}
 }
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"encoding/json"
 	"net"
@@ -16,6 +15,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/ccproxy-dev/ccproxy/integration/simulated/coordinator"
+	"github.com/ccproxy-dev/ccproxy/integration/simulated/coordinatortest"
 	"github.com/ccproxy-dev/ccproxy/trace"
 )
 
@@ -29,21 +29,10 @@ type stormFixture struct {
 
 func newStormFixture(t *testing.T, fault coordinator.Fault, args ...string) *stormFixture {
 	t.Helper()
-	c, err := coordinator.New(coordinator.Config{Fault: fault})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { c.Serve(ctx, ln); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	c, addr := coordinatortest.Start(t, coordinator.Config{Fault: fault})
 	traces := filepath.Join(t.TempDir(), "traces.jsonl")
 	all := append([]string{"--trace-file", traces, "--log-format", "json"}, args...)
-	return &stormFixture{coord: c, relay: startRelay(t, ln.Addr().String(), all...), traces: traces}
+	return &stormFixture{coord: c, relay: startRelay(t, addr, all...), traces: traces}
 }
 
 // attempts makes n handshakes through the relay one after the other, as
@@ -278,5 +267,39 @@ func TestStormEveryAttemptReadsTheSame(t *testing.T) {
 		len(every.Modes) != 1 || len(folded.Modes) != 1 || every.Modes[0] != folded.Modes[0] ||
 		len(every.Upstreams) != 1 || len(folded.Upstreams) != 1 || every.Upstreams[0].Count != folded.Upstreams[0].Count {
 		t.Errorf("analyze differs:\nevery attempt %+v\nfolded        %+v", every, folded)
+	}
+}
+
+// TestStormRotatedTraceFile: with every attempt written, a storm outgrows
+// a 1 MiB trace file many times; the file is rotated with the number of
+// old files kept, and analyze reads the set (named by the active file, or
+// by a glob) as one.
+func TestStormRotatedTraceFile(t *testing.T) {
+	const n = 1500
+	f := newStormFixture(t, coordinator.FaultLBClose, "--trace-every-attempt", "--trace-file-max-size", "1", "--trace-file-max-files", "50")
+	f.attempts(t, n)
+	f.waitConnections(t, n)
+	f.stop(t)
+	set, err := trace.RotatedSet(f.traces)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(set) < 3 {
+		t.Fatalf("trace files %v: want the file rotated", set)
+	}
+	for _, name := range set {
+		st, err := os.Stat(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Size() > 1<<20 {
+			t.Errorf("%s: %d bytes, over --trace-file-max-size 1", name, st.Size())
+		}
+	}
+	for _, arg := range []string{f.traces, filepath.Join(filepath.Dir(f.traces), "traces*.jsonl")} {
+		a := analyzeFiles(t, arg)
+		if a.Connections != n || len(a.Runs.List) != 1 || a.Runs.List[0].Attempts != n {
+			t.Errorf("analyze %s over %d files: %d connections, runs %+v; want %d in one run", arg, len(set), a.Connections, a.Runs, n)
+		}
 	}
 }

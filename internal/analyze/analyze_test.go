@@ -428,13 +428,22 @@ func FuzzReadOTLPJSON(f *testing.F) {
 	f.Add([]byte(`{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"ccproxy.connection","traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708","attributes":[{"key":"ccproxy.failure_mode","value":{"stringValue":"ok"}},{"key":"ccproxy.upstream.first_byte_ms","value":{"intValue":"12"}}]}]}]}]}` + "\n\n{"))
 	f.Add([]byte("\n\n"))
 	f.Add([]byte(`{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"ccproxy.connection","parentSpanId":"0102030405060708","startTimeUnixNano":"5","endTimeUnixNano":"1"}]}]}]}`))
+	// A run's summary with a folded attempt between two written ones.
+	f.Add([]byte(`{"resourceSpans":[{"scopeSpans":[{"spans":[` +
+		`{"name":"ccproxy.connection","traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708","attributes":[{"key":"ccproxy.failure_mode","value":{"stringValue":"lb_closed_early"}},{"key":"ccproxy.run.attempt","value":{"intValue":"1"}}]},` +
+		`{"name":"ccproxy.connection","traceId":"1102030405060708090a0b0c0d0e0f10","spanId":"1102030405060708","attributes":[{"key":"ccproxy.failure_mode","value":{"stringValue":"lb_closed_early"}},{"key":"ccproxy.run.attempt","value":{"intValue":"3"}}],"links":[{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708"}]},` +
+		`{"name":"ccproxy.run","traceId":"2102030405060708090a0b0c0d0e0f10","spanId":"2102030405060708","attributes":[{"key":"ccproxy.run.attempts","value":{"intValue":"3"}},{"key":"ccproxy.run.modes","value":{"arrayValue":{"values":[{"stringValue":"lb_closed_early"}]}}},{"key":"ccproxy.run.mode_counts","value":{"arrayValue":{"values":[{"intValue":"3"}]}}}],"links":[{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708"}]}` +
+		`]}]}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var conns []Connection
-		st, err := ReadOTLPJSON(bytes.NewReader(data), "fuzz", func(c Connection) { conns = append(conns, c) })
+		r := NewReader(func(c Connection) { conns = append(conns, c) })
+		r.maxFolded = 1000 // a summary may claim any count: keep each input fast
+		st, err := r.ReadOTLPJSON(bytes.NewReader(data), "fuzz")
 		if err != nil {
 			t.Fatal(err) // a bytes.Reader never fails
 		}
-		if st.Connections != len(conns) || st.Connections > st.Spans {
+		st.Add(r.Flush())
+		if st.Connections != len(conns) || st.Connections-st.Folded > st.Spans || st.Folded > 1000*st.RunSummaries {
 			t.Fatalf("stats %+v, %d connections", st, len(conns))
 		}
 		s := Summarize(conns, Options{})

@@ -168,9 +168,10 @@ type Reader struct {
 	nested map[pcommon.TraceID]Connection
 	// sums holds each run's latest summary, written its written
 	// attempts, both by the run's first connection span (fold.go).
-	sums    map[spanRef]runSummary
-	written map[spanRef][]written
-	nsums   int
+	sums      map[spanRef]runSummary
+	written   map[spanRef][]written
+	nsums     int
+	maxFolded int // per run (maxFoldedPerRun)
 }
 
 // NewReader returns a Reader that calls fn for each connection.
@@ -183,8 +184,9 @@ func NewReader(fn func(Connection)) *Reader {
 		maxLine: maxLineBytes,
 		roots:   map[pcommon.TraceID]struct{}{},
 		nested:  map[pcommon.TraceID]Connection{},
-		sums:    map[spanRef]runSummary{},
-		written: map[spanRef][]written{},
+		sums:      map[spanRef]runSummary{},
+		written:   map[spanRef][]written{},
+		maxFolded: maxFoldedPerRun,
 	}
 }
 
@@ -306,7 +308,7 @@ func (r *Reader) Flush() ReadStats {
 	}
 	sort.Slice(keys, func(i, j int) bool { return r.sums[keys[i]].start.Before(r.sums[keys[j]].start) })
 	for _, k := range keys {
-		for _, c := range foldedConnections(r.sums[k], r.written[k]) {
+		for _, c := range foldedConnections(r.sums[k], r.written[k], r.maxFolded) {
 			r.fn(c)
 			st.Connections++
 			st.Folded++

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ccproxy-dev/ccproxy/integration/simulated/contrastcli"
 	"github.com/ccproxy-dev/ccproxy/internal/failure"
+	"github.com/ccproxy-dev/ccproxy/proxy"
 	"github.com/ccproxy-dev/ccproxy/trace"
 )
 
@@ -90,7 +91,8 @@ type Attempt struct {
 	Mode failure.Mode
 }
 
-// runRecorder sees the relay's connection spans start and keeps, per
+// runRecorder sees the relay accept connections and their connection spans
+// start (a retry's at its close, see internal/watch), and keeps, per
 // accepted connection, its place in its run as the span's start options
 // carry it: the attribute and the link the relay gives at the span's start.
 type runRecorder struct {
@@ -128,7 +130,22 @@ func (r *runRecorder) Start(ctx context.Context, name string, opts ...oteltrace.
 	return r.Tracer.Start(ctx, name, opts...)
 }
 
-// started counts the connection spans started.
+// observe wraps a proxy NewObserver function to count every connection
+// the relay accepts, also those whose span is still to come.
+func (r *runRecorder) observe(next func(context.Context, proxy.ConnInfo) proxy.Observer) func(context.Context, proxy.ConnInfo) proxy.Observer {
+	return func(ctx context.Context, info proxy.ConnInfo) proxy.Observer {
+		at := info.Accepted.UnixNano()
+		r.mu.Lock()
+		if _, ok := r.marks[at]; !ok {
+			r.order = append(r.order, at)
+			r.marks[at] = Attempt{}
+		}
+		r.mu.Unlock()
+		return next(ctx, info)
+	}
+}
+
+// started counts the connections accepted.
 func (r *runRecorder) started() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()

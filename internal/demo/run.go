@@ -270,7 +270,7 @@ func (e *env) run(ctx context.Context, sc Scenario) Row {
 	p := &proxy.Proxy{
 		Routes:      []proxy.Route{{Listen: "127.0.0.1:0", Upstream: upstream, Inspect: true}},
 		DialTimeout: 2 * time.Second,
-		NewObserver: watch.New(wc).Observe,
+		NewObserver: rec.observe(watch.New(wc).Observe),
 	}
 	lns, err := p.Listen(ctx)
 	if err != nil {

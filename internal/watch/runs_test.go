@@ -13,6 +13,7 @@ import (
 	"github.com/ccproxy-dev/ccproxy/attest/attesttest"
 	"github.com/ccproxy-dev/ccproxy/integration/simulated/contrastcli"
 	"github.com/ccproxy-dev/ccproxy/integration/simulated/coordinator"
+	"github.com/ccproxy-dev/ccproxy/integration/simulated/coordinatortest"
 	"github.com/ccproxy-dev/ccproxy/internal/demo"
 	"github.com/ccproxy-dev/ccproxy/internal/runs"
 	"github.com/ccproxy-dev/ccproxy/internal/watch"
@@ -27,19 +28,7 @@ func simCoordinator(t *testing.T) (*coordinator.Coordinator, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := coordinator.New(coordinator.Config{Authority: auth})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { c.Serve(ctx, ln); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return c, ln.Addr().String()
+	return coordinatortest.Start(t, coordinator.Config{Authority: auth})
 }
 
 func cliOf(c *coordinator.Coordinator) contrastcli.Options {
