@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/ccproxy-dev/ccproxy/attest/attesttest"
 	"github.com/ccproxy-dev/ccproxy/integration/simulated/coordinator"
+	"github.com/ccproxy-dev/ccproxy/integration/simulated/coordinatortest"
 	"github.com/ccproxy-dev/ccproxy/internal/demo"
 )
 
@@ -85,22 +85,11 @@ func TestLivePageInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := coordinator.New(coordinator.Config{Authority: auth})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, coordAddr := coordinatortest.Start(t, coordinator.Config{Authority: auth})
 	c.SetFault(coordinator.FaultLBClose)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cctx, cancelCoord := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { c.Serve(cctx, ln); close(done) }()
-	t.Cleanup(func() { cancelCoord(); <-done })
 
 	ui := "127.0.0.1:" + freePort(t)
-	relay := startRelay(t, ln.Addr().String(), "--ui-listen", ui) // no trace file: spans for the page only
+	relay := startRelay(t, coordAddr, "--ui-listen", ui) // no trace file: spans for the page only
 	if !strings.Contains(relay.stderr.String(), "live page") {
 		t.Fatalf("the relay does not say where its page is:\n%s", relay.stderr)
 	}
