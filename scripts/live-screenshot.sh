@@ -2,8 +2,8 @@
 # Take the picture of the relay's live page (`--ui-listen`) that the README's
 # in-cluster section shows: docs/live-page.png.
 #
-# scripts/livescreenshot starts a simulated Coordinator and the ccproxy
-# binary in front of it with the page on, drives a retrying CLI through a
+# TestLivePageScreenshot (cmd/ccproxy) starts a simulated Coordinator and
+# the ccproxy binary in front of it with the page on, drives a retrying CLI through a
 # load balancer that drops its connections (then a slow issuer), a wrong
 # policy hash and healthy calls, keeps one CLI retrying, opens the page in
 # headless Chromium, clicks the failed connection and saves the whole page.
@@ -37,10 +37,12 @@ if [[ -z "$browser" ]]; then
 	browser="$(command -v chromium)"
 fi
 
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
-go build -o "$work/ccproxy" ./cmd/ccproxy
-go build -o "$work/livescreenshot" ./scripts/livescreenshot
-log "driving the relay and the page (about 15 s)"
-"$work/livescreenshot" -ccproxy "$work/ccproxy" -chromium "$browser" -out "$out"
+# The picture is taken by a test of the binary (cmd/ccproxy, TestLivePageScreenshot):
+# it has the relay, simulated Coordinator and browser helpers the live page's
+# browser test uses.
+abs_out="$(cd "$(dirname "$out")" && pwd)/$(basename "$out")"
+log "driving the relay and the page (about 20 s)"
+CCPROXY_LIVE_SCREENSHOT="$abs_out" PATH="$(dirname "$browser"):$PATH" \
+	go test -count=1 -run '^TestLivePageScreenshot$' ./cmd/ccproxy >&2
+[[ -s "$out" ]] || { log "no screenshot was written"; exit 1; }
 log "wrote $out"

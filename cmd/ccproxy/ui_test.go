@@ -35,7 +35,7 @@ func findChromium(t *testing.T) string {
 
 // headless starts Chromium, closed network and fresh profile, and returns
 // a browser context.
-func headless(t *testing.T, ctx context.Context, browser string) context.Context {
+func headless(t *testing.T, ctx context.Context, browser string, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(browser),
@@ -50,6 +50,7 @@ func headless(t *testing.T, ctx context.Context, browser string) context.Context
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1400, 1000),
 	}
+	opts = append(opts, extra...)
 	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
 	bctx, cancelBrowser := chromedp.NewContext(actx)
 	t.Cleanup(func() { cancelBrowser(); cancelAlloc() })

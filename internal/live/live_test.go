@@ -401,3 +401,26 @@ func TestStateWhileSpansEnd(t *testing.T) {
 		}
 	}
 }
+
+// TestConnectionsKeepEveryMode: a storm of one mode does not push the one
+// connection of another mode off the list.
+func TestConnectionsKeepEveryMode(t *testing.T) {
+	rs := newRelaySpans(t, Limits{})
+	odd := rs.conn(failure.PolicyHashMismatch, 1)
+	for i := range maxConnsListed + 20 {
+		rs.conn(failure.LBClosedEarly, i+1)
+	}
+	connSpans, _, runSpans := rs.rec.Spans()
+	got := connectionsOf(fromRing(connSpans, runSpans))
+	if len(got) != maxConnsListed+1 {
+		t.Fatalf("%d connections listed, want the newest %d and the newest of the other mode", len(got), maxConnsListed)
+	}
+	if last := got[len(got)-1]; last.TraceID != odd.TraceID().String() || last.Mode != "policy_hash_mismatch" {
+		t.Errorf("the last listed is %+v, want the policy_hash_mismatch connection", last)
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i].Start.After(got[i-1].Start) {
+			t.Fatalf("not newest first at %d", i)
+		}
+	}
+}

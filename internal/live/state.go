@@ -230,19 +230,24 @@ func uniq(ids []string) []string {
 	return out
 }
 
-// connectionsOf lists the ring's connections newest first.
+// connectionsOf lists the ring's connections newest first: the newest
+// maxConnsListed, and the newest of every mode not among them, so that a
+// storm of one mode does not hide the one connection that failed
+// otherwise.
 func connectionsOf(conns []analyze.Connection) []Connection {
 	cs := slices.DeleteFunc(slices.Clone(conns), func(c analyze.Connection) bool { return c.Folded })
 	sort.SliceStable(cs, func(i, j int) bool { return cs[i].Start.After(cs[j].Start) })
-	if len(cs) > maxConnsListed {
-		cs = cs[:maxConnsListed]
-	}
-	out := make([]Connection, 0, len(cs))
-	for _, c := range cs {
+	seen := map[string]bool{}
+	out := make([]Connection, 0, min(len(cs), maxConnsListed))
+	for i, c := range cs {
 		mode := c.Mode
 		if mode == "" {
 			mode = "(none)"
 		}
+		if i >= maxConnsListed && seen[mode] {
+			continue
+		}
+		seen[mode] = true
 		out = append(out, Connection{
 			TraceID: c.TraceID(), Start: c.Start, DurationMS: float64(c.Duration.Microseconds()) / 1000,
 			Mode: mode, Detail: c.Detail, Upstream: c.Upstream, Client: c.Client,
