@@ -110,6 +110,11 @@ func LoadManifest(path string) (*Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading manifest: %w", err)
 	}
+	// The CLI's own validation comes first: what it refuses, it refuses
+	// in its words, whatever ccproxy's parser would say.
+	if err := CheckManifestJSON(data); err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", path, err)
+	}
 	m, err := ParseManifest(data)
 	if err != nil {
 		return nil, fmt.Errorf("manifest %s: %w", path, err)
