@@ -72,6 +72,13 @@ func (c evidenceConfig) load() (*evidence, error) {
 	opts := attest.Options{Offline: c.offline, Cache: attest.NewCache(time.Hour)}
 	if c.manifestPath != "" {
 		m, err := attest.LoadManifest(c.manifestPath)
+		if me := attest.AsManifestError(err); me != nil {
+			// The Contrast CLI refuses this manifest before it dials:
+			// nothing ccproxy could check against it would be what the
+			// CLI sees, so nothing starts (exit 2), in the CLI's words.
+			return nil, usageErrorf("--manifest %s: %s: the Contrast CLI (%s-era manifest) refuses it before dialing: %v",
+				c.manifestPath, me.Mode(), me.Era, me)
+		}
 		if err != nil {
 			return nil, usageErrorf("--manifest: %v", err)
 		}

@@ -8,7 +8,9 @@ import (
 // rules run in this order; earlier ones are more specific and claim what
 // they explained (see scanner).
 var rules = []func(*scanner){
+	ruleManifestValidation,
 	ruleValidators,
+	ruleBareValidatorCause,
 	rulePolicyDecisionBlob,
 	rulePolicyDecisionJSON,
 	rulePortForward,
