@@ -72,8 +72,20 @@ func Dial(_ context.Context, addr string, opts Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	policyHash := opts.PolicyHash
-	if policyHash == nil {
+	// `contrast set` and `verify` validate the manifest before they dial.
+	if err := m.validate(); err != nil {
+		return nil, fmt.Errorf("validating manifest: %w", err)
+	}
+	var policyHash []byte
+	var coordinatorHashes [][]byte
+	switch {
+	case m.newest() && opts.PolicyHash != nil:
+		coordinatorHashes = [][]byte{opts.PolicyHash}
+	case m.newest():
+		coordinatorHashes = m.coordinatorPolicyHashes()
+	case opts.PolicyHash != nil:
+		policyHash = opts.PolicyHash
+	default:
 		if policyHash, err = m.coordinatorPolicyHash(); err != nil {
 			return nil, fmt.Errorf("getting coordinator policy hash: %w", err)
 		}
@@ -82,7 +94,7 @@ func Dial(_ context.Context, addr string, opts Options) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("getting validators: %w", err)
 	}
-	c := &creds{style: opts.NonceStyle, validators: validators, maxTLS12: opts.MaxTLS12}
+	c := &creds{style: opts.NonceStyle, validators: validators, coordinatorHashes: coordinatorHashes, maxTLS12: opts.MaxTLS12}
 	dial := opts.Dialer
 	if dial == nil {
 		var d net.Dialer
