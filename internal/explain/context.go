@@ -27,6 +27,7 @@ var rules = []func(*scanner){
 	ruleACIDeniedWithoutBlob,
 	ruleRuntimeClassMismatch,
 	ruleCoordinatorAPIError,
+	ruleServerPreface,
 	ruleModeName,
 }
 
