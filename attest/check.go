@@ -15,7 +15,6 @@ import (
 // whose failure came latest names the mode: it is the closest match.
 type stage int
 
-//
 // The checks against one reference-value entry run in the order the CLI of
 // the manifest's era makes them (evaluateSNPEntry, evaluateTDXEntry); each
 // takes the next stage from stageFields on, so "furthest" is that order.
