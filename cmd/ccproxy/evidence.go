@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"encoding/hex"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -84,6 +86,9 @@ func (c evidenceConfig) load() (*evidence, error) {
 		}
 		opts.Reference = m
 	}
+	if err := checkPolicyFlag(c.policyHashes, opts.Reference); err != nil {
+		return nil, err
+	}
 	opts.PolicyHashes = c.policyHashes
 	// Each roots file is read and parsed on its own, so an error names
 	// the flag that brought it.
@@ -129,4 +134,30 @@ func (e *evidence) refiner(cfg *relayConfig) watch.Refiner {
 		Probe:    probe.Config{Attest: e.opts, Timeout: timeout},
 		CacheTTL: cfg.probeCache,
 	}).Refine
+}
+
+// checkPolicyFlag keeps --coordinator-policy-hash from hiding a mismatch
+// the CLI would hit. The oldest CLIs took the Coordinator policy hash from
+// their own flag (the manifest had no roles); since manifests name the
+// Coordinator policy, the CLI checks the manifest's (the newest: all of
+// them, after validation), and a release in between took both the flag and
+// a manifest with a role. So with a manifest that names Coordinator
+// policies, every flag value must be one of them: evidence that matches a
+// flag the manifest does not hold would pass here and fail in the CLI.
+func checkPolicyFlag(flag [][]byte, m *attest.Manifest) error {
+	want := m.CoordinatorPolicyHashes()
+	if len(flag) == 0 || len(want) == 0 {
+		return nil
+	}
+	for _, h := range flag {
+		if !slices.ContainsFunc(want, func(w []byte) bool { return bytes.Equal(w, h) }) {
+			names := make([]string, len(want))
+			for i, w := range want {
+				names[i] = hex.EncodeToString(w)
+			}
+			return usageErrorf("%s: %x is not a Coordinator policy of --manifest (it names %s), which is what the Contrast CLI checks; give one of those or leave the flag out",
+				where("coordinator-policy-hash"), h, strings.Join(names, ", "))
+		}
+	}
+	return nil
 }

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/ccproxy-dev/ccproxy/attest/attesttest"
 )
 
 // TestRefusedManifestStartsNothing: a manifest the Contrast CLI refuses
@@ -41,5 +45,29 @@ func TestRefusedManifestStartsNothing(t *testing.T) {
 	out, stderr, code := run(t, nil, "explain", "Error: "+cliText)
 	if code != 0 || !strings.Contains(out, "manifest_invalid") {
 		t.Errorf("explain: exit %d, output %s %s; want manifest_invalid", code, out, stderr)
+	}
+}
+
+// TestPolicyFlagMustBeTheManifests: --coordinator-policy-hash cannot stand
+// in for a manifest whose Coordinator policy differs (the CLI checks the
+// manifest's); one of the manifest's is accepted.
+func TestPolicyFlagMustBeTheManifests(t *testing.T) {
+	a, err := attesttest.NewAuthority()
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest := filepath.Join(t.TempDir(), "manifest.json")
+	if err := os.WriteFile(manifest, a.ManifestJSON(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	other := strings.Repeat("ab", 32)
+	stderr, code := runBriefly(t, 5*time.Second, nil, "--upstream", "127.0.0.1:1", "--listen", "127.0.0.1:0", "--manifest", manifest, "--coordinator-policy-hash", other)
+	if code != 2 || !strings.Contains(stderr, "--coordinator-policy-hash") || !strings.Contains(stderr, "not a Coordinator policy of --manifest") {
+		t.Errorf("another hash: exit %d, stderr %s", code, stderr)
+	}
+	own := attesttest.DefaultPolicyHash()
+	_, stderr, code = run(t, nil, "attest", "--offline", "--manifest", manifest, "--coordinator-policy-hash", hex.EncodeToString(own[:]), manifest)
+	if code == 2 {
+		t.Errorf("the manifest's own hash: exit 2: %s", stderr)
 	}
 }
