@@ -46,6 +46,29 @@ func TestNewestCLITexts(t *testing.T) {
 		{"manifest: fill in", "Error: validating manifest: ReferenceValues: Please fill in all reference values for tdx[0]", failure.ManifestInvalid},
 		{"manifest: mixed platforms", "ReferenceValues: manifest must not mix secure and insecure platforms", failure.ManifestInvalid},
 		{"manifest: oldest", "Error: validating manifest: validating reference values: field BootloaderVersion in manifest cannot be empty", failure.ManifestInvalid},
+		{"manifest: does not unmarshal", "Error: failed to unmarshal manifest: value out of range for uint8", failure.ManifestInvalid},
+		{"manifest: getting validators", "Error: getting validators: creating coordinator validator: getting coordinator policy hash: expected at least 1 policy with role 'coordinator'", failure.ManifestInvalid},
+		// internal/atls: processCertificate, verifyEmbeddedReport.
+		{"certificate does not parse", hs + `process certificate: parse certificate: x509: malformed certificate"`, failure.EvidenceInvalid},
+		{"no certificate", hs + `process certificate: rawCerts is empty"`, failure.EvidenceInvalid},
+		{"certificate fails its own x509 check", hs + `process certificate: verify certificate: x509: unhandled critical extension"`, failure.EvidenceInvalid},
+		{"certificate outside its validity", hs + `process certificate: verify certificate: x509: certificate has expired or is not yet valid: current time 2026-01-01T00:00:00Z is before 2026-01-01T03:00:00Z"`, failure.ClockSkew},
+		{"no extension", hs + `no valid attestation document certificate extensions found"`, failure.UnexpectedCertificate},
+		{"no validator", hs + `no matching validators found"`, failure.NoMatchingValidator},
+		{"unsupported atls version (Coordinator log)", `decoding nonce from SupportedProtos: proto refers to an unsupported atls version: "atls:v2:nonce:ab"`, failure.UnsupportedATLSVersion},
+		{"no nonce (Coordinator log)", `level=ERROR msg=handshake error="no nonce in supported protocols or SNI"`, failure.IssuerError},
+		// internal/attestation/snp: Validator, IterativeValidator.
+		{"attestation missing report", h(`validator snp-0-MILAN failed: attestation missing report`), failure.EvidenceInvalid},
+		{"measurement per vCPU count", h(`validator snp-0-MILAN failed: measurement does not match any vCPU count from 1 to 220`), failure.MeasurementMismatch},
+		{"chip ID", h(`validator snp-0-MILAN failed: chip ID ` + strings.Repeat("ab", 64) + ` not in allowed chip IDs`), failure.ReferenceValueMismatch},
+		// internal/attestation/tdx: Validator.
+		{"PIID", h(`validator tdx-0 failed: PIID ` + strings.Repeat("ab", 16) + ` not in allowed PIIDs`), failure.ReferenceValueMismatch},
+		// internal/manifest/validators.go: coordinatorValidator.
+		{"wrong policy hash, several", h(`wrong policy hash for Coordinator: got ` + strings.Repeat("11", 32) + `, want [` + strings.Repeat("22", 32) + ` ` + strings.Repeat("33", 32) + `]`), failure.PolicyHashMismatch},
+		// User API (cli/cmd/verify.go, the Coordinator's userapi).
+		{"no manifest configured", "Error: getting manifests: rpc error: code = FailedPrecondition desc = no manifest configured", failure.CoordinatorNoManifest},
+		{"recovery mode", "Error: getting manifests: rpc error: code = FailedPrecondition desc = coordinator is in recovery mode", failure.CoordinatorRecoveryMode},
+		{"manifest differs", "Error: active manifest does not match expected manifest", failure.ManifestMismatch},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

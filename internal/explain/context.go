@@ -18,6 +18,7 @@ var rules = []func(*scanner){
 	ruleEvidenceFields,
 	ruleConnection,
 	ruleClockSkew,
+	ruleProcessCertificate,
 	ruleUserAPI,
 	ruleImageVolume,
 	ruleBlockedByPolicy,

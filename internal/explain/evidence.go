@@ -91,7 +91,7 @@ var (
 	// Signature and chain failures: only read inside a validator's error,
 	// because outside it "signed by unknown authority" is any TLS client's
 	// complaint about any server.
-	verifyCauseRe = pattern(`^(?:verifying report|report signature verification error|converting report to proto|unmarshaling attestation|getting attestation from report)|could not be verified by any trusted roots|ECDSA verification failure|unable to verify message digest|certificate signed by unknown authority|root certificate's public key does not match|QE Report Data does not match`)
+	verifyCauseRe = pattern(`^(?:verifying report|report signature verification error|converting report to proto|unmarshaling attestation|getting attestation from report|attestation missing report)|could not be verified by any trusted roots|ECDSA verification failure|unable to verify message digest|certificate signed by unknown authority|root certificate's public key does not match|QE Report Data does not match`)
 	fetchCauseRe  = pattern(`could not fetch|kdsintf|failed to fetch|unable to receive|GetCollateral|dial tcp|no such host|timeout`)
 	validatingRe  = pattern(`^validating`)
 )

@@ -28,6 +28,9 @@ var (
 		pattern(`reference values in manifest cannot be empty\. Is the chosen platform supported\?`),
 		pattern(`manifest must not mix secure and insecure platforms`),
 		pattern(`field [A-Za-z]+ in manifest cannot be empty`),
+		// json.Unmarshal into the CLI's types failed (an SVN above 255, a
+		// string where a number belongs, ...): refused before dialing too.
+		pattern(`failed to unmarshal manifest: [^"\n]*`),
 	}
 	// A validation line: a JSON path, then the reason.
 	manifestLineRe = pattern(`^(?:Policies\[|ReferenceValues|WorkloadOwner|SeedshareOwner)[^\n]*`)
