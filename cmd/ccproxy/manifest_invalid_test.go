@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/hex"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,22 +10,38 @@ import (
 	"time"
 
 	"github.com/ccproxy-dev/ccproxy/attest/attesttest"
+	"github.com/ccproxy-dev/ccproxy/integration/simulated/contrastcli"
 )
 
 // TestRefusedManifestStartsNothing: a manifest the Contrast CLI refuses
-// before it dials (here: no Coordinator policy) stops relay mode, probe and
-// attest with exit 2, the mode manifest_invalid and the CLI's own words; and
-// explain, given those words as the CLI prints them, names the same mode.
+// before it dials stops relay mode, probe and attest with exit 2, the mode
+// manifest_invalid and the CLI's own words; and explain, given what the
+// (simulated) CLI printed for the same manifest, names the same mode.
 func TestRefusedManifestStartsNothing(t *testing.T) {
-	dir := t.TempDir()
-	manifest := filepath.Join(dir, "manifest.json")
-	const refused = `{"Policies":{},"ReferenceValues":{"snp":[{"ProductName":"Milan",` +
-		`"TrustedMeasurement":"` + "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000" + `",` +
-		`"MinimumTCB":{"BootloaderVersion":0,"TEEVersion":0,"SNPVersion":0,"MicrocodeVersion":0}}]},"WorkloadOwnerKeyDigests":null}`
-	if err := os.WriteFile(manifest, []byte(refused), 0o600); err != nil {
+	a, err := attesttest.NewAuthority()
+	if err != nil {
 		t.Fatal(err)
 	}
-	cliText := "validating manifest: expected exactly 1 policy with role 'coordinator', got 0"
+	var m map[string]any
+	if err := json.Unmarshal(a.LegacyManifestJSON(), &m); err != nil {
+		t.Fatal(err)
+	}
+	// Two Coordinator policies: the newest CLI accepts that, the one that
+	// wrote this layout wants exactly one.
+	m["Policies"].(map[string]any)[strings.Repeat("ab", 32)] = map[string]any{"Role": "coordinator"}
+	refused, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest := filepath.Join(t.TempDir(), "manifest.json")
+	if err := os.WriteFile(manifest, refused, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	_, cliErr := contrastcli.Verify(t.Context(), "127.0.0.1:1", contrastcli.Options{Manifest: refused})
+	if cliErr == nil || !strings.HasPrefix(cliErr.Error(), "validating manifest: ") {
+		t.Fatalf("the simulated CLI: %v, want it to refuse the manifest", cliErr)
+	}
 	for _, args := range [][]string{
 		{"--upstream", "127.0.0.1:1", "--listen", "127.0.0.1:0", "--manifest", manifest},
 		{"probe", "--coordinator", "127.0.0.1:1", "--manifest", manifest},
@@ -35,14 +52,14 @@ func TestRefusedManifestStartsNothing(t *testing.T) {
 			if code != 2 {
 				t.Errorf("exit %d, want 2; stderr: %s", code, stderr)
 			}
-			for _, want := range []string{"--manifest", "manifest_invalid", cliText} {
+			for _, want := range []string{"--manifest", "manifest_invalid", cliErr.Error()} {
 				if !strings.Contains(stderr, want) {
 					t.Errorf("stderr %q does not say %q", stderr, want)
 				}
 			}
 		})
 	}
-	out, stderr, code := run(t, nil, "explain", "Error: "+cliText)
+	out, stderr, code := run(t, nil, "explain", "Error: "+cliErr.Error())
 	if code != 0 || !strings.Contains(out, "manifest_invalid") {
 		t.Errorf("explain: exit %d, output %s %s; want manifest_invalid", code, out, stderr)
 	}
