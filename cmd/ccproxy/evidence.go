@@ -19,7 +19,7 @@ import (
 // against; relay mode, probe and attest share them.
 func addEvidenceFlags(f *pflag.FlagSet) {
 	f.String("manifest", "", "Contrast manifest.json whose reference values (and coordinator policy) evidence is validated against")
-	f.StringSlice("coordinator-policy-hash", nil, "expected Coordinator policy `HEX` hash, 64 hex chars (SNP HOST_DATA / TDX MR_CONFIG_ID), repeatable; overrides the manifest's")
+	f.StringSlice("coordinator-policy-hash", nil, "expected Coordinator policy `HEX` hash, 64 hex chars (SNP HOST_DATA / TDX MR_CONFIG_ID), repeatable; needed only when the manifest names no Coordinator policy, else it must be one of the manifest's")
 	f.String("snp-trusted-roots", "", "`PEM` file with AMD ARK/ASK to trust instead of the built-in roots")
 	f.String("tdx-trusted-roots", "", "`PEM` file with the Intel SGX root CA to trust instead of the built-in one")
 	f.Bool("offline", false, "never fetch certificates, CRLs or collateral; verify with what the evidence carries")
