@@ -129,7 +129,8 @@ func checkTDX(ctx context.Context, q *tpb.QuoteV4, d tdxDecoded, x *expect) outc
 		CheckRevocations: !x.opts.Offline,
 		GetCollateral:    !x.opts.Offline,
 		Getter:           tdxGetter{x.fetch},
-		Now:              x.now,
+		// One time for every certificate and collateral the check reads.
+		Now: &verify.TimeSet{PckCertChain: x.now, TcbInfo: x.now, QeIdentity: x.now, PckCrl: x.now, RootCaCrl: x.now},
 		// Always explicit: with nil, go-tdx-guest prints a warning to stdout.
 		TrustedRoots: pool,
 	}

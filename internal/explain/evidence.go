@@ -50,9 +50,10 @@ var (
 	tcbLowerRe = near(pattern(`the ((?:report's [A-Z_]+)|(?:TCB of the V\[CL\]EK certificate)) (\{[^{}]*\}) is lower than the (policy minimum (?:launch )?TCB) (\{[^{}]*\})`), "lower than", 200, 200)
 	// go-tdx-guest prints TEE_TCB_SVN with %d of a byte slice: a decimal
 	// list, [3 0 5 ...].
-	svnRe       = near(pattern(`(TEE TCB security-version number|QE security-version number|PCE security-version number|report's GUEST_SVN|firmware build number) (\[[0-9 ]*\]|[0-9]+) is less than the required minimum (\[[0-9 ]*\]|[0-9]+)`), "required minimum", 120, 80)
-	fwAPIRe     = pattern(`firmware API version \(([0-9]+\.[0-9]+)\) is less than the required minimum \(([0-9]+\.[0-9]+)\)`)
-	tcbStatusRe = pattern(`unable to find latest status of TCB, it is now OutOfDate`)
+	svnRe   = near(pattern(`(TEE TCB security-version number|QE security-version number|PCE security-version number|report's GUEST_SVN|firmware build number) (\[[0-9 ]*\]|[0-9]+) is less than the required minimum (\[[0-9 ]*\]|[0-9]+)`), "required minimum", 120, 80)
+	fwAPIRe = pattern(`firmware API version \(([0-9]+\.[0-9]+)\) is less than the required minimum \(([0-9]+\.[0-9]+)\)`)
+	// go-tdx-guest; newer builds say which TCB (TDX or Enclave).
+	tcbStatusRe = pattern(`unable to find latest status of (?:TDX |Enclave )?TCB, it is now OutOfDate`)
 	// go-sev-guest: a minimum (MinimumMitigationVector), so tcb_mismatch
 	// like in package attest.
 	mitigationRe = near(pattern(`((?:launch|current) mitigation vector) \((0x[0-9a-f]+)\) is missing required bits; expected at least \((0x[0-9a-f]+)\)`), "mitigation vector", 10, 120)
