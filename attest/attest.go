@@ -10,8 +10,7 @@
 // Like go-sev-guest it works in three layers: decode (certificate
 // extension → SEV-SNP attestation, TDX quote or insecure document), verify
 // (signature and certificate chain, with go-sev-guest / go-tdx-guest only) and
-// validate (reference values from a Contrast manifest.json). The first
-// failure in this order names the mode:
+// validate (reference values from a Contrast manifest.json). The modes:
 //
 //	clock_skew               the certificate is not valid at Options.Now (Coordinator clock off by > 2 h)
 //	unexpected_certificate   no Contrast attestation extension in the certificate
@@ -26,6 +25,15 @@
 //	                         platform info, allowed chip IDs; MRSEAM, XFAM, TD attributes, PIIDs,
 //	                         PCK platform options
 //	tcb_mismatch             minimum TCB (current and launch) / SVNs, mitigation vector
+//
+// When several checks fail, the first in the order the Contrast CLI of the
+// manifest's era makes them names the mode, as that is the failure the CLI
+// prints first: the certificate's own x509 check, then every attestation
+// extension; per evidence the field order of go-sev-guest / go-tdx-guest's
+// validation, the measurement first for a vCPU-seed manifest, and the
+// Coordinator policy hash either among the fields (older CLIs) or last
+// (the newest). docs/conformance.md, "The order of the checks", has the
+// table; ManifestError is a manifest that CLI refuses before it dials.
 //
 // Each mode is decided by the field compared, never by a library's wording;
 // the CLI's own library call with all its options then runs as a last check,
