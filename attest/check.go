@@ -206,6 +206,13 @@ func evaluateEvidence(ctx context.Context, ev *evidence, opts Options) (res Resu
 	}
 	res.Fields = append(res.Fields, fields...)
 	res.Fields = append(res.Fields, out.fields...)
+	if m := opts.Reference; m != nil && m.Era != "" {
+		order := "the Coordinator policy hash among the evidence fields"
+		if m.PolicyAfterValidation {
+			order = "the Coordinator policy hash after validation"
+		}
+		res.Fields = append(res.Fields, Field{"Manifest era", fmt.Sprintf("%s: the CLI that wrote it checks %s", m.Era, order)})
+	}
 	if x.policyHashes != nil {
 		res.ExpectedPolicyHash = expectedPolicyHash(x.policyHashes, res.PolicyHash)
 	} else {
