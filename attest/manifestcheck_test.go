@@ -124,3 +124,28 @@ func TestCheckManifestJSON(t *testing.T) {
 		})
 	}
 }
+
+// TestManifestEra: the layout tells the release, and with it where that
+// CLI checks the Coordinator policy hash.
+func TestManifestEra(t *testing.T) {
+	a := testAuthority(t)
+	for _, tc := range []struct {
+		name        string
+		manifest    []byte
+		era         string
+		policyAfter bool
+	}{
+		{"newest", a.ManifestJSON(), attest.EraNewest, true},
+		{"newest with APEIP", a.SeedManifestJSON(), attest.EraNewest, true},
+		{"older (ID block)", a.LegacyManifestJSON(), attest.EraIDBlock, false},
+		{"list", edit(t, a.LegacyManifestJSON(attest.PlatformSNP), func(m map[string]any) { delete(entry(m, "snp"), "GuestPolicy") }), attest.EraList, false},
+	} {
+		m, err := attest.ParseManifest(tc.manifest)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if m.Era != tc.era || m.PolicyAfterValidation != tc.policyAfter {
+			t.Errorf("%s: era %q, policy after validation %v; want %q, %v", tc.name, m.Era, m.PolicyAfterValidation, tc.era, tc.policyAfter)
+		}
+	}
+}
