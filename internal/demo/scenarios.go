@@ -191,6 +191,10 @@ func Scenarios() []Scenario {
 			ClientSees: `verif`},
 		{Name: "report not bound to the nonce", Fault: coordinator.FaultReportDataUnbound, Want: failure.ReportDataMismatch,
 			ClientSees: `REPORT_DATA`},
+		// The certificate may reach the relay's watcher before the client's
+		// hello with its nonce (internal/watch): named the same every time.
+		{Name: "TDX report not bound, TLS 1.2 (seen passively)", Fault: coordinator.FaultReportDataUnbound, Platform: coordinator.PlatformTDX,
+			TLS12: true, Want: failure.ReportDataMismatch, ClientSees: `REPORT_DATA`},
 		{Name: "Coordinator clock 3h ahead", Fault: coordinator.FaultClockSkew, Want: failure.ClockSkew,
 			ClientSees: `certificate has expired or is not yet valid`},
 		{Name: "CLI expects another policy", ClientPolicyHash: true, Want: failure.ClientRejectedCertificate,
