@@ -214,13 +214,26 @@ func evaluateTDXEntry(q *tpb.QuoteV4, d tdxDecoded, ref *TDXReference, x *expect
 	// newest CLI checks the policy hash last, after the validator passed.
 	// The first failure in that order is the first the CLI prints.
 	seq := newSequence()
+	// The newest CLI compares XFAM itself first, ignoring the CET bits
+	// (11, 12), which QEMU sets on hosts whose CPU has CET, and leaves it
+	// out of the library call; older CLIs compare all 8 bytes there.
+	xfamInCall := ref.Xfam
+	if x.policyAfter && ref.Xfam != nil {
+		xfamInCall = nil
+		st := seq.step()
+		if !xfamEqualIgnoringCET(b.GetXfam(), ref.Xfam) {
+			return fail(st, failure.ReferenceValueMismatch,
+				"XFAM is %x; expected %x, ignoring the CET bits 11 and 12 as the newest CLI does (Xfam from %s) (CLI: \"validating xfam: XFAM mismatch: got %x, want %x (ignoring CET bits)\")",
+				b.GetXfam(), ref.Xfam, src, b.GetXfam(), ref.Xfam)
+		}
+	}
 	for _, f := range []struct {
 		name, option       string
 		observed, expected []byte
 	}{
 		{"MR_SEAM", "MrSeam", b.GetMrSeam(), ref.MrSeam},
 		{"TD_ATTRIBUTES", "TdAttributes", b.GetTdAttributes(), tdAttributes(ref)},
-		{"XFAM", "Xfam", b.GetXfam(), ref.Xfam},
+		{"XFAM", "Xfam", b.GetXfam(), xfamInCall},
 	} {
 		st := seq.step()
 		if f.expected != nil && !bytes.Equal(f.observed, f.expected) {
@@ -290,7 +303,9 @@ func evaluateTDXEntry(q *tpb.QuoteV4, d tdxDecoded, ref *TDXReference, x *expect
 	// Every field above passed; the CLI's own library call with the same
 	// options must pass too. Its failure is named by the stage, never by
 	// the library's wording.
-	if err := validate.TdxQuote(q, contrastTDXOptions(ref)); err != nil {
+	opts := contrastTDXOptions(ref)
+	opts.TdQuoteBodyOptions.Xfam = xfamInCall
+	if err := validate.TdxQuote(q, opts); err != nil {
 		return fail(stageCLI, failure.ReferenceValueMismatch,
 			"the quote passes each field check but fails the validation the Contrast CLI runs with the reference values of %s: %v", src, err)
 	}
@@ -323,6 +338,19 @@ func (x *expect) checkTDXPolicy(q *tpb.QuoteV4, st stage) (outcome, bool) {
 			"MR_CONFIG_ID is %x; expected the 32-byte Coordinator policy hash followed by 16 zero bytes, but its last 16 bytes are %x", id, id[32:]), false
 	}
 	return outcome{}, true
+}
+
+// xfamCETMask covers XFAM's CET bits, CET_U (11) and CET_S (12).
+const xfamCETMask = uint64(1)<<11 | uint64(1)<<12
+
+// xfamEqualIgnoringCET is the newest CLI's XFAM comparison
+// (internal/attestation/tdx validateXfamIgnoringCET): both 8 bytes, equal
+// but for the CET bits.
+func xfamEqualIgnoringCET(quote, ref []byte) bool {
+	if len(quote) != 8 || len(ref) != 8 {
+		return false
+	}
+	return binary.LittleEndian.Uint64(quote)&^xfamCETMask == binary.LittleEndian.Uint64(ref)&^xfamCETMask
 }
 
 func nth(list [][]byte, i int) []byte {

@@ -80,16 +80,20 @@ func TestCheckOrderAgreesWithCLI(t *testing.T) {
 		{"older", "snp", []fault{wrongReportData, wrongPolicy}, failure.ReportDataMismatch},
 		{"older", "snp", []fault{wrongPolicy, lowTCB}, failure.PolicyHashMismatch},
 		{"older", "snp", []fault{wrongMeasurement, lowTCB}, failure.MeasurementMismatch},
-		// TDX, newest: go-tdx-guest's order MR_SEAM, TD_ATTRIBUTES, XFAM,
-		// MR_TD, RTMRs, REPORT_DATA; the policy hash (MR_CONFIG_ID[:32])
-		// after the validator passed.
+		// TDX, newest: XFAM first, compared ignoring the CET bits (Contrast's
+		// validateXfamIgnoringCET), then go-tdx-guest's order MR_SEAM,
+		// TD_ATTRIBUTES, MR_TD, RTMRs, REPORT_DATA; the policy hash
+		// (MR_CONFIG_ID[:32]) after the validator passed.
 		{"newest", "tdx", []fault{wrongPolicy, wrongMeasurement}, failure.MeasurementMismatch},
 		{"newest", "tdx", []fault{wrongReportData, wrongMeasurement}, failure.MeasurementMismatch},
 		{"newest", "tdx", []fault{wrongPolicy, wrongReportData}, failure.ReportDataMismatch},
 		{"newest", "tdx", []fault{wrongMRSEAM, wrongMeasurement}, failure.ReferenceValueMismatch},
 		{"newest", "tdx", []fault{wrongXFAM, wrongPolicy}, failure.ReferenceValueMismatch},
 		{"newest", "tdx", []fault{mrConfigIDTail}, failure.OK},
-		{"newest", "tdx", []fault{cetOnlyXFAM}, failure.ReferenceValueMismatch},
+		{"newest", "tdx", []fault{cetOnlyXFAM}, failure.OK},
+		{"newest", "tdx", []fault{wrongXFAM, wrongMRSEAM}, failure.ReferenceValueMismatch},
+		{"newest", "tdx", []fault{wrongXFAM, wrongMeasurement}, failure.ReferenceValueMismatch},
+		{"older", "tdx", []fault{cetOnlyXFAM}, failure.ReferenceValueMismatch},
 		// TDX, older: MR_CONFIG_ID (hash and 16 zero bytes) between MR_TD
 		// and the RTMRs; SVN minimums after the fields.
 		{"older", "tdx", []fault{wrongPolicy, wrongMeasurement}, failure.MeasurementMismatch},

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/asn1"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
@@ -71,7 +72,8 @@ func validatorsFromManifest(m *manifest, policyHash []byte, opts Options) ([]val
 		if policyHash != nil {
 			validateOpts.TdQuoteBodyOptions.MrConfigID = mrConfigID[:]
 		}
-		vs = append(vs, &tdxValidator{verifyOpts: verifyOpts, validateOpts: validateOpts, allowedPIIDs: piids, name: fmt.Sprintf("tdx-%d", i)})
+		vs = append(vs, &tdxValidator{verifyOpts: verifyOpts, validateOpts: validateOpts, allowedPIIDs: piids, name: fmt.Sprintf("tdx-%d", i),
+			xfamIgnoringCET: m.newest()})
 	}
 	return vs, nil
 }
@@ -211,6 +213,9 @@ type tdxValidator struct {
 	validateOpts *tdxvalidate.Options
 	allowedPIIDs [][]byte
 	name         string
+	// xfamIgnoringCET: the newest CLI compares XFAM itself, ignoring the
+	// CET bits, before go-tdx-guest's call (which then skips XFAM).
+	xfamIgnoringCET bool
 }
 
 func (v *tdxValidator) OID() asn1.ObjectIdentifier { return atls.OIDTDX() }
@@ -230,6 +235,12 @@ func (v *tdxValidator) Validate(_ context.Context, attDoc []byte, reportData []b
 	}
 	opts := *v.validateOpts
 	opts.TdQuoteBodyOptions.ReportData = reportData
+	if ref := opts.TdQuoteBodyOptions.Xfam; v.xfamIgnoringCET && ref != nil {
+		if err := validateXfamIgnoringCET(quote.GetTdQuoteBody().GetXfam(), ref); err != nil {
+			return fmt.Errorf("validating xfam: %w", err)
+		}
+		opts.TdQuoteBodyOptions.Xfam = nil
+	}
 	if err := tdxvalidate.TdxQuote(quote, &opts); err != nil {
 		return fmt.Errorf("validating report data: %w", err)
 	}
@@ -241,6 +252,26 @@ func (v *tdxValidator) Validate(_ context.Context, attDoc []byte, reportData []b
 		if !slices.ContainsFunc(v.allowedPIIDs, func(id []byte) bool { return bytes.Equal(id, piid) }) {
 			return fmt.Errorf("PIID %x not in allowed PIIDs", piid)
 		}
+	}
+	return nil
+}
+
+// xfamCETMask covers XFAM's CET bits: CET_U (11) and CET_S (12), which
+// QEMU sets on hosts whose CPU supports CET.
+const xfamCETMask = uint64(1)<<11 | uint64(1)<<12
+
+// validateXfamIgnoringCET is the newest CLI's XFAM comparison
+// (internal/attestation/tdx/validator.go), with its texts.
+func validateXfamIgnoringCET(quoteXfam, refXfam []byte) error {
+	const xfamSize = 8
+	if len(quoteXfam) != xfamSize {
+		return fmt.Errorf("quote XFAM has length %d, want %d", len(quoteXfam), xfamSize)
+	}
+	if len(refXfam) != xfamSize {
+		return fmt.Errorf("reference XFAM has length %d, want %d", len(refXfam), xfamSize)
+	}
+	if binary.LittleEndian.Uint64(quoteXfam)&^xfamCETMask != binary.LittleEndian.Uint64(refXfam)&^xfamCETMask {
+		return fmt.Errorf("XFAM mismatch: got %x, want %x (ignoring CET bits)", quoteXfam, refXfam)
 	}
 	return nil
 }

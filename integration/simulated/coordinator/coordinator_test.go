@@ -212,9 +212,10 @@ func TestFaults(t *testing.T) {
 		{fault: coordinator.FaultPolicyAndMeasurement, platform: coordinator.PlatformTDX, legacy: true, want: `validating report data: quote field MR_TD is [0-9a-f]{96}\. Expect [0-9a-f]{96}; quote field MR_CONFIG_ID is`, code: codes.Unavailable},
 		// MR_CONFIG_ID's tail: only older CLIs compare it.
 		{fault: coordinator.FaultMRConfigIDTail, platform: coordinator.PlatformTDX, legacy: true, want: `quote field MR_CONFIG_ID is [0-9a-f]{96}\. Expect [0-9a-f]{64}0{32}`, code: codes.Unavailable},
-		// XFAM differing only in the CET bits: go-tdx-guest compares XFAM
-		// verbatim, and the indexed Contrast source passes it verbatim.
-		{fault: coordinator.FaultXFAMCETOnly, platform: coordinator.PlatformTDX, want: `validator tdx-0 failed: validating report data: quote field XFAM is [0-9a-f]{16}\. Expect [0-9a-f]{16}`, code: codes.Unavailable},
+		// XFAM differing only in the CET bits: the newest CLI ignores them
+		// (see TestXFAMCETOnlyPassesTheNewestCLI); older CLIs pass XFAM to
+		// go-tdx-guest, which compares all 8 bytes.
+		{fault: coordinator.FaultXFAMCETOnly, platform: coordinator.PlatformTDX, legacy: true, want: `validator tdx-0 failed: validating report data: quote field XFAM is [0-9a-f]{16}\. Expect [0-9a-f]{16}`, code: codes.Unavailable},
 		{fault: coordinator.FaultWrongMeasurement, want: `validator snp-0-MILAN failed: validating report claims: report field MEASUREMENT is [0-9a-f]{96}\. Expect`, code: codes.Unavailable},
 		{fault: coordinator.FaultWrongMeasurement, platform: coordinator.PlatformTDX, want: `validator tdx-0 failed: validating report data: quote field MR_TD is [0-9a-f]{96}\. Expect`, code: codes.Unavailable},
 		{fault: coordinator.FaultTCBLow, want: `validator snp-0-MILAN failed: validating report claims: .*is lower than the policy minimum`, code: codes.Unavailable},
@@ -258,7 +259,8 @@ func TestFaults(t *testing.T) {
 		{fault: coordinator.FaultChipNotAllowed, want: `validator snp-0-MILAN failed: chip ID [0-9a-f]{128} not in allowed chip IDs"$`, code: codes.Unavailable},
 		{fault: coordinator.FaultWrongMeasurement, vcpus: 6, want: `validator snp-0-MILAN failed: measurement does not match any vCPU count from 1 to 220"$`, code: codes.Unavailable},
 		{fault: coordinator.FaultWrongMRSEAM, platform: coordinator.PlatformTDX, want: `validator tdx-0 failed: validating report data: quote field MR_SEAM is [0-9a-f]{96}\. Expect [0-9a-f]{96}`, code: codes.Unavailable},
-		{fault: coordinator.FaultWrongXFAM, platform: coordinator.PlatformTDX, want: `validator tdx-0 failed: validating report data: quote field XFAM is [0-9a-f]{16}\. Expect [0-9a-f]{16}`, code: codes.Unavailable},
+		{fault: coordinator.FaultWrongXFAM, platform: coordinator.PlatformTDX, want: `validator tdx-0 failed: validating xfam: XFAM mismatch: got [0-9a-f]{16}, want [0-9a-f]{16} \(ignoring CET bits\)`, code: codes.Unavailable},
+		{fault: coordinator.FaultWrongXFAM, platform: coordinator.PlatformTDX, legacy: true, want: `validator tdx-0 failed: validating report data: quote field XFAM is [0-9a-f]{16}\. Expect [0-9a-f]{16}`, code: codes.Unavailable},
 	}
 	for _, tc := range tests {
 		platform := tc.platform
@@ -324,6 +326,16 @@ func TestClockSkewTolerated(t *testing.T) {
 	_, err := contrastcli.Verify(t.Context(), addr, cliOptions(c))
 	if err == nil || !strings.Contains(err.Error(), "x509: certificate has expired or is not yet valid: current time") || !strings.Contains(err.Error(), "is after") {
 		t.Fatalf("clock 2.5 h behind: %v", err)
+	}
+}
+
+// TestXFAMCETOnlyPassesTheNewestCLI: a TD whose XFAM differs from the
+// manifest's only in the CET bits (QEMU enables CET where the host CPU has
+// it) passes the newest CLI, which compares XFAM ignoring them.
+func TestXFAMCETOnlyPassesTheNewestCLI(t *testing.T) {
+	c, addr := start(t, coordinator.Config{Platform: coordinator.PlatformTDX, Fault: coordinator.FaultXFAMCETOnly})
+	if _, err := contrastcli.Verify(t.Context(), addr, cliOptions(c)); err != nil {
+		t.Fatal(err)
 	}
 }
 
