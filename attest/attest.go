@@ -10,8 +10,7 @@
 // Like go-sev-guest it works in three layers: decode (certificate
 // extension → SEV-SNP attestation, TDX quote or insecure document), verify
 // (signature and certificate chain, with go-sev-guest / go-tdx-guest only) and
-// validate (reference values from a Contrast manifest.json). The first
-// failure in this order names the mode:
+// validate (reference values from a Contrast manifest.json). The modes:
 //
 //	clock_skew               the certificate is not valid at Options.Now (Coordinator clock off by > 2 h)
 //	unexpected_certificate   no Contrast attestation extension in the certificate
@@ -26,6 +25,15 @@
 //	                         platform info, allowed chip IDs; MRSEAM, XFAM, TD attributes, PIIDs,
 //	                         PCK platform options
 //	tcb_mismatch             minimum TCB (current and launch) / SVNs, mitigation vector
+//
+// When several checks fail, the first in the order the Contrast CLI of the
+// manifest's era makes them names the mode, as that is the failure the CLI
+// prints first: the certificate's own x509 check, then every attestation
+// extension; per evidence the field order of go-sev-guest / go-tdx-guest's
+// validation, the measurement first for a vCPU-seed manifest, and the
+// Coordinator policy hash either among the fields (older CLIs) or last
+// (the newest). docs/conformance.md, "The order of the checks", has the
+// table; ManifestError is a manifest that CLI refuses before it dials.
 //
 // Each mode is decided by the field compared, never by a library's wording;
 // the CLI's own library call with all its options then runs as a last check,
@@ -46,6 +54,7 @@ import (
 	"context"
 	"crypto/sha512"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/pem"
 	"errors"
@@ -195,6 +204,38 @@ func ReportData(spkiDER, nonce []byte) [64]byte {
 	return sha512.Sum512(b)
 }
 
+// attestationExtensions returns cert's extensions that carry a Contrast
+// attestation document (SNP, TDX or insecure OID), in certificate order.
+func attestationExtensions(cert *x509.Certificate) []pkix.Extension {
+	var out []pkix.Extension
+	for _, ext := range cert.Extensions {
+		if ext.Id.Equal(OIDSNP) || ext.Id.Equal(OIDTDX) || ext.Id.Equal(OIDInsecure) {
+			out = append(out, ext)
+		}
+	}
+	return out
+}
+
+// firstAccepted picks the result of a certificate with several attestation
+// extensions the way Contrast's verifyEmbeddedReport decides: any extension
+// a validator accepts makes the certificate accepted; otherwise the CLI
+// prints the failures of the validators that ran, in certificate order,
+// and "no matching validators found" only when no extension had one. The
+// first printed failure is the one named.
+func firstAccepted(results []Result) Result {
+	for _, r := range results {
+		if r.Mode == failure.OK {
+			return r
+		}
+	}
+	for _, r := range results {
+		if r.Mode != failure.NoMatchingValidator {
+			return r
+		}
+	}
+	return results[0]
+}
+
 // FindExtension returns the first extension of cert that carries a Contrast
 // attestation document (SNP, TDX or insecure OID).
 func FindExtension(cert *x509.Certificate) (oid asn1.ObjectIdentifier, value []byte, ok bool) {
@@ -227,10 +268,25 @@ func CheckCertificate(ctx context.Context, cert *x509.Certificate, opts Options)
 		{"Coordinator clock offset", signedDuration(offset)},
 	}
 
+	// Contrast's client (internal/atls processCertificate, then
+	// verifyEmbeddedReport): the x509 check with the certificate as its own
+	// root comes first, whatever the extensions; then every extension with
+	// an attestation OID is tried with every validator for its OID, and
+	// the first that passes wins.
 	var res Result
-	oid, value, ok := FindExtension(cert)
+	exts := attestationExtensions(cert)
+	selfErr := verifySelfSigned(cert)
 	switch {
-	case !ok:
+	case selfErr != nil:
+		res = Result{
+			Verdict: Rejected,
+			Mode:    failure.EvidenceInvalid,
+			Detail:  fmt.Sprintf("clients reject the certificate before looking at its evidence: %v", selfErr),
+		}
+		if len(exts) > 0 {
+			res.Platform = platformOf(exts[0].Id)
+		}
+	case len(exts) == 0:
 		res = Result{
 			Verdict: Rejected,
 			Mode:    failure.UnexpectedCertificate,
@@ -238,15 +294,6 @@ func CheckCertificate(ctx context.Context, cert *x509.Certificate, opts Options)
 				cert.Subject.String(), OIDSNP, OIDTDX, OIDInsecure, extensionList(cert)),
 		}
 	default:
-		if err := verifySelfSigned(cert); err != nil {
-			res = Result{
-				Platform: platformOf(oid),
-				Verdict:  Rejected,
-				Mode:     failure.EvidenceInvalid,
-				Detail:   fmt.Sprintf("clients reject the certificate before looking at its evidence: %v", err),
-			}
-			break
-		}
 		o := opts
 		if o.SPKI == nil {
 			// Contrast binds the re-marshaled public key, not the raw bytes.
@@ -256,7 +303,11 @@ func CheckCertificate(ctx context.Context, cert *x509.Certificate, opts Options)
 			}
 			o.SPKI = spki
 		}
-		res = checkExtension(ctx, oid, value, o)
+		results := make([]Result, len(exts))
+		for i, ext := range exts {
+			results[i] = checkExtension(ctx, ext.Id, ext.Value, o)
+		}
+		res = firstAccepted(results)
 	}
 	res.ClockOffset = &offset
 	res.Fields = append(certFields, res.Fields...)

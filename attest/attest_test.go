@@ -311,9 +311,23 @@ func TestCheckCertificateModes(t *testing.T) {
 							return attesttest.Evidence{ReportData: h.rd, WrongXFAM: true}
 						},
 						wantMode: failure.ReferenceValueMismatch, wantV: attest.Rejected,
-						wantDetail: []string{"XFAM is 071a060000000000; expected e71a060000000000 (Xfam from manifest tdx[0])"},
+						wantDetail: []string{"XFAM is 071a060000000000; expected e71a060000000000", "(Xfam from manifest tdx[0])"},
 					},
 				}...)
+				// XFAM differing only in the CET bits (11, 12): the newest
+				// CLI ignores them, older ones compare all 8 bytes.
+				cet := modeCase{
+					name: "XFAM CET bits only",
+					evidence: func(h handshake) attesttest.Evidence {
+						return attesttest.Evidence{ReportData: h.rd, XFAMCETOnly: true}
+					},
+					wantMode: failure.OK, wantV: attest.Unverified, // TDX offline: Intel's collateral is not fetched
+				}
+				if sp.name != "newest" {
+					cet.wantMode, cet.wantV = failure.ReferenceValueMismatch, attest.Rejected
+					cet.wantDetail = []string{"XFAM is ", "(Xfam from manifest tdx[0])"}
+				}
+				cases = append(cases, cet)
 			}
 
 			for _, tc := range cases {

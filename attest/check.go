@@ -15,18 +15,30 @@ import (
 // whose failure came latest names the mode: it is the closest match.
 type stage int
 
+// The checks against one reference-value entry run in the order the CLI of
+// the manifest's era makes them (evaluateSNPEntry, evaluateTDXEntry); each
+// takes the next stage from stageFields on, so "furthest" is that order.
 const (
 	stageVerify      stage = iota // signature and chain
 	stageConsistency              // the evidence agrees with its own certificates
-	stageReportData
+	stageReportData               // without a manifest: report data, then policy hash
 	stagePolicy
-	stageMeasurement // MEASUREMENT, MRTD, RTMRs
-	stageReference   // what else was launched: guest policy, ID key, VMPL, MRSEAM, XFAM, TD attributes
-	stageTCB         // minimum TCB and SVNs, mitigation vector
-	stagePlatform    // the machine: platform info, chip ID, PIID, PCK platform options
-	stageCLI         // the CLI's own library validation with all its options at once
-	stagePassed
+	stageFields stage = 10  // first of the per-entry field checks, in the CLI's order
+	stageCLI    stage = 100 // the CLI's own library validation with all its options at once
+	stagePassed stage = 101
 )
+
+// sequence hands out the stages of one entry's checks in the order they run.
+type sequence struct{ next stage }
+
+func newSequence() *sequence { return &sequence{next: stageFields} }
+
+// step returns the stage of the next check.
+func (q *sequence) step() stage {
+	st := q.next
+	q.next++
+	return st
+}
 
 // outcome is the result of checking evidence against one reference-value
 // entry (or none).
@@ -59,7 +71,14 @@ type expect struct {
 	// policyHashes are the expected policy hashes; nil when not checked.
 	policyHashes [][]byte
 	policySource string
-	fetch        *fetcher
+	// policyAfter: the CLI of the manifest's era checks the Coordinator
+	// policy hash after a validator passed (newest: CoordinatorValidator),
+	// so every other failure is printed first; TDX compares only
+	// MR_CONFIG_ID's first 32 bytes then. Older CLIs pass the hash to the
+	// library with the other fields (go-sev-guest HostData, go-tdx-guest
+	// MrConfigID: the hash and 16 zero bytes).
+	policyAfter bool
+	fetch       *fetcher
 }
 
 func newExpect(ctx context.Context, opts Options) *expect {
@@ -76,6 +95,7 @@ func newExpect(ctx context.Context, opts Options) *expect {
 			x.policyHashes, x.policySource = h, "manifest coordinator policy"
 		}
 	}
+	x.policyAfter = opts.Reference != nil && opts.Reference.PolicyAfterValidation
 	return x
 }
 
@@ -186,6 +206,13 @@ func evaluateEvidence(ctx context.Context, ev *evidence, opts Options) (res Resu
 	}
 	res.Fields = append(res.Fields, fields...)
 	res.Fields = append(res.Fields, out.fields...)
+	if m := opts.Reference; m != nil && m.Era != "" {
+		order := "the Coordinator policy hash among the evidence fields"
+		if m.PolicyAfterValidation {
+			order = "the Coordinator policy hash after validation"
+		}
+		res.Fields = append(res.Fields, Field{"Manifest era", fmt.Sprintf("%s: the CLI that wrote it checks %s", m.Era, order)})
+	}
 	if x.policyHashes != nil {
 		res.ExpectedPolicyHash = expectedPolicyHash(x.policyHashes, res.PolicyHash)
 	} else {

@@ -32,6 +32,15 @@ type Manifest struct {
 	Policies map[string]PolicyEntry
 	SNP      []SNPReference
 	TDX      []TDXReference
+	// Era is the release line that wrote the manifest (EraOldest, EraList,
+	// EraIDBlock, EraNewest), told by its layout.
+	Era string
+	// PolicyAfterValidation: the CLI that writes this layout (it has
+	// WorkloadOwnerPubKeys) checks the Coordinator policy hash after a
+	// validator passed, against every Coordinator policy of the manifest
+	// (internal/manifest/validators.go coordinatorValidator), and takes a
+	// TDX quote's policy hash from MR_CONFIG_ID's first 32 bytes only.
+	PolicyAfterValidation bool
 }
 
 // PolicyEntry is one entry of the manifest's Policies.
@@ -110,6 +119,11 @@ func LoadManifest(path string) (*Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading manifest: %w", err)
 	}
+	// The CLI's own validation comes first: what it refuses, it refuses
+	// in its words, whatever ccproxy's parser would say.
+	if err := CheckManifestJSON(data); err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", path, err)
+	}
 	m, err := ParseManifest(data)
 	if err != nil {
 		return nil, fmt.Errorf("manifest %s: %w", path, err)
@@ -162,6 +176,11 @@ func ParseManifest(data []byte) (*Manifest, error) {
 		return nil, fmt.Errorf("not a JSON manifest: %w", err)
 	}
 	m := &Manifest{Raw: bytes.Clone(data), Policies: map[string]PolicyEntry{}}
+	var layout rawManifest
+	if err := json.Unmarshal(data, &layout); err == nil {
+		m.Era = layout.era()
+		m.PolicyAfterValidation = layout.WorkloadOwnerPubKeys != nil
+	}
 	var errs []error
 	for hash, raw := range top.Policies {
 		if err := checkHex(hash, 32); err != nil {

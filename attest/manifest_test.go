@@ -163,8 +163,18 @@ func TestLoadManifest(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("{}"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := attest.LoadManifest(bad); err == nil || !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), "no reference values") {
-		t.Errorf("LoadManifest(bad) = %v, want the path and the cause", err)
+	// The Contrast CLI refuses {} before ccproxy's parser looks at it, and
+	// its words are what LoadManifest reports.
+	if _, err := attest.LoadManifest(bad); err == nil || !strings.Contains(err.Error(), bad) || attest.AsManifestError(err) == nil ||
+		!strings.Contains(err.Error(), "validating manifest: expected exactly 1 policy with role 'coordinator', got 0") {
+		t.Errorf("LoadManifest(bad) = %v, want the path and the CLI's cause", err)
+	}
+	notJSON := filepath.Join(dir, "notjson.json")
+	if err := os.WriteFile(notJSON, []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := attest.LoadManifest(notJSON); err == nil || attest.AsManifestError(err) != nil || !strings.Contains(err.Error(), "not a JSON manifest") {
+		t.Errorf("LoadManifest(not JSON) = %v, want ccproxy's syntax error", err)
 	}
 	if _, err := attest.LoadManifest(filepath.Join(dir, "missing.json")); err == nil || !strings.Contains(err.Error(), "reading manifest") {
 		t.Errorf("LoadManifest(missing) = %v", err)

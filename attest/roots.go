@@ -13,7 +13,7 @@ import (
 )
 
 // intelSGXRootPEM is Intel's SGX Provisioning Certification Root CA, as
-// go-tdx-guest v0.3.1 embeds it (verify/trusted_root.pem, Apache-2.0). A copy
+// go-tdx-guest embeds it (verify/trusted_root.pem, Apache-2.0; the same file in v0.3.1 and the pin ccproxy links). A copy
 // is needed because go-tdx-guest prints a warning to standard output
 // whenever it falls back to its own copy.
 //

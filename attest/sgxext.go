@@ -10,7 +10,7 @@ import (
 )
 
 // OIDs inside the SGX extension of a PCK certificate (Intel SGX PCK
-// Certificate and CRL Profile). go-tdx-guest v0.3.1 parses PPID, TCB, PCEID
+// Certificate and CRL Profile). go-tdx-guest (v0.3.1 and the pin ccproxy links) parses PPID, TCB, PCEID
 // and FMSPC; Contrast's newer checks also need SGX type, platform instance
 // ID and the platform configuration.
 var (

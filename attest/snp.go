@@ -244,13 +244,13 @@ func evaluateSNPEntry(ctx context.Context, att *spb.Attestation, d snpDecoded, r
 		return withFields(fail(stageConsistency, failure.EvidenceInvalid, "the report is inconsistent with its %s certificate: %v", d.signerName(), err))
 	}
 	r := a.GetReport()
-	if ok, detail := x.checkReportData(r.GetReportData()); !ok {
-		return withFields(fail(stageReportData, failure.ReportDataMismatch, "%s", detail))
-	}
-	if ok, detail := x.checkPolicy("HOST_DATA", r.GetHostData()); !ok {
-		return withFields(fail(stagePolicy, failure.PolicyHashMismatch, "%s", detail))
-	}
 	if ref == nil {
+		if ok, detail := x.checkReportData(r.GetReportData()); !ok {
+			return withFields(fail(stageReportData, failure.ReportDataMismatch, "%s", detail))
+		}
+		if ok, detail := x.checkPolicy("HOST_DATA", r.GetHostData()); !ok {
+			return withFields(fail(stagePolicy, failure.PolicyHashMismatch, "%s", detail))
+		}
 		o := withFields(outcome{mode: failure.OK, stage: stagePassed})
 		o.gaps = append(o.gaps, "the launch measurement and the other reference values (no manifest given)")
 		return o
@@ -260,54 +260,85 @@ func evaluateSNPEntry(ctx context.Context, att *spb.Attestation, d snpDecoded, r
 		gaps = append(gaps, "revocation (offline, and the evidence carries no fresh ARK-signed CRL)")
 	}
 
-	// What was launched: the measurement, the guest policy and, derived from
-	// both, the ID key the CLI trusts; then VMPL.
-	expected, notes, o := matchSNPMeasurement(r, ref, src)
-	if o.mode != failure.OK {
-		return withFields(o)
+	// The CLI's order (internal/attestation/snp/validator.go): with APEIP
+	// the IterativeValidator matches the measurement first and stops there;
+	// then one validate.SnpAttestation call, whose combined error lists
+	// guest policy, REPORT_DATA, HOST_DATA (older CLIs pass the policy hash
+	// as HostData), MEASUREMENT, then TCB, platform info, ID key and
+	// mitigation vector (go-sev-guest validate.SnpAttestation); then VMPL
+	// and the allowed chip IDs; the newest CLI checks the policy hash last,
+	// after the validator passed. The first failure in that order is the
+	// first the CLI prints, and the one `ccproxy explain` names.
+	q := newSequence()
+	expected, notes := [48]byte(ref.TrustedMeasurement), []Field(nil)
+	if ref.APEIP != nil {
+		var o outcome
+		expected, notes, o = matchSNPMeasurement(r, ref, src, q.step())
+		if o.mode != failure.OK {
+			return withFields(o)
+		}
 	}
+	st := q.step()
 	if err := validate.SnpAttestation(a, &validate.Options{GuestPolicy: ref.GuestPolicy, PermitProvisionalFirmware: true}); err != nil {
-		return withFields(fail(stageReference, failure.ReferenceValueMismatch,
+		return withFields(fail(st, failure.ReferenceValueMismatch,
 			"guest POLICY %s is not allowed by the GuestPolicy of %s (%s): %v", snpPolicyString(r.GetPolicy()), src, policyFlags(ref.GuestPolicy), err))
 	}
-	var trustedIDKey []byte
-	if ref.RequireIDBlock {
-		digest, err := idblock.IDKeyDigest(expected, ref.GuestPolicy)
-		if err != nil {
-			return withFields(fail(stageReference, failure.ReferenceValueMismatch, "cannot derive the trusted ID key for %s: %v", src, err))
-		}
-		trustedIDKey = digest[:]
-		if !bytes.Equal(r.GetIdKeyDigest(), trustedIDKey) {
-			return withFields(fail(stageReference, failure.ReferenceValueMismatch, "%s", idKeyDetail(r.GetIdKeyDigest(), trustedIDKey, expected, ref, src)))
-		}
-		notes = append(notes, Field{"ID key", fmt.Sprintf("trusted: the ID key derived from the measurement and guest policy of %s", src)})
+	if ok, detail := x.checkReportData(r.GetReportData()); !ok {
+		return withFields(fail(q.step(), failure.ReportDataMismatch, "%s", detail))
 	}
-	if r.GetVmpl() != 0 {
-		return withFields(fail(stageReference, failure.ReferenceValueMismatch, "VMPL is %d; expected 0 (Contrast requires VMPL0)", r.GetVmpl()))
+	if !x.policyAfter {
+		if ok, detail := x.checkPolicy("HOST_DATA", r.GetHostData()); !ok {
+			return withFields(fail(q.step(), failure.PolicyHashMismatch, "%s", detail))
+		}
+	}
+	if ref.APEIP == nil {
+		var o outcome
+		expected, notes, o = matchSNPMeasurement(r, ref, src, q.step())
+		if o.mode != failure.OK {
+			return withFields(o)
+		}
 	}
 
-	// The platform's firmware: minimum TCB (current and launch) and
-	// mitigation vector.
+	// The platform's firmware: minimum TCB (current and launch).
 	minimum := kds.TCBParts{BlSpl: ref.MinimumTCB.Bootloader, TeeSpl: ref.MinimumTCB.TEE, SnpSpl: ref.MinimumTCB.SNP, UcodeSpl: ref.MinimumTCB.Microcode}
+	st = q.step()
 	if err := validate.SnpAttestation(a, &validate.Options{GuestPolicy: permissivePolicy, MinimumTCB: minimum, MinimumLaunchTCB: minimum, PermitProvisionalFirmware: true}); err != nil {
-		return withFields(fail(stageTCB, failure.TCBMismatch, "%s", snpTCBDetail(r, minimum, src, err)))
+		return withFields(fail(st, failure.TCBMismatch, "%s", snpTCBDetail(r, minimum, src, err)))
 	}
-	if v := ref.MinimumMitigationVector; v != 0 {
-		if err := validate.SnpAttestation(a, &validate.Options{GuestPolicy: permissivePolicy, PermitProvisionalFirmware: true,
-			MinimumLaunchMitigationVector: v, MinimumCurrentMitigationVector: v}); err != nil {
-			return withFields(fail(stageTCB, failure.TCBMismatch, "%v (MinimumMitigationVector 0x%x from %s)", err, v, src))
-		}
-	}
-
-	// The machine: platform info and allowed chip IDs.
+	st = q.step()
 	if ref.PlatformInfo != nil {
 		if err := validate.SnpAttestation(a, &validate.Options{GuestPolicy: permissivePolicy, PermitProvisionalFirmware: true, PlatformInfo: ref.PlatformInfo}); err != nil {
-			return withFields(fail(stagePlatform, failure.ReferenceValueMismatch, "PLATFORM_INFO %s is not allowed by the PlatformInfo of %s (%s): %v",
+			return withFields(fail(st, failure.ReferenceValueMismatch, "PLATFORM_INFO %s is not allowed by the PlatformInfo of %s (%s): %v",
 				platformInfoString(r.GetPlatformInfo()), src, platformInfoFlags(*ref.PlatformInfo), err))
 		}
 	}
+	// What was launched: the ID key the CLI trusts, derived from the
+	// measurement that matched and the guest policy.
+	var trustedIDKey []byte
+	st = q.step()
+	if ref.RequireIDBlock {
+		digest, err := idblock.IDKeyDigest(expected, ref.GuestPolicy)
+		if err != nil {
+			return withFields(fail(st, failure.ReferenceValueMismatch, "cannot derive the trusted ID key for %s: %v", src, err))
+		}
+		trustedIDKey = digest[:]
+		if !bytes.Equal(r.GetIdKeyDigest(), trustedIDKey) {
+			return withFields(fail(st, failure.ReferenceValueMismatch, "%s", idKeyDetail(r.GetIdKeyDigest(), trustedIDKey, expected, ref, src)))
+		}
+		notes = append(notes, Field{"ID key", fmt.Sprintf("trusted: the ID key derived from the measurement and guest policy of %s", src)})
+	}
+	st = q.step()
+	if v := ref.MinimumMitigationVector; v != 0 {
+		if err := validate.SnpAttestation(a, &validate.Options{GuestPolicy: permissivePolicy, PermitProvisionalFirmware: true,
+			MinimumLaunchMitigationVector: v, MinimumCurrentMitigationVector: v}); err != nil {
+			return withFields(fail(st, failure.TCBMismatch, "%v (MinimumMitigationVector 0x%x from %s)", err, v, src))
+		}
+	}
+	if r.GetVmpl() != 0 {
+		return withFields(fail(q.step(), failure.ReferenceValueMismatch, "VMPL is %d; expected 0 (Contrast requires VMPL0)", r.GetVmpl()))
+	}
 	if len(ref.AllowedChipIDs) > 0 && !containsBytes(ref.AllowedChipIDs, r.GetChipId()) {
-		return withFields(fail(stagePlatform, failure.ReferenceValueMismatch, "CHIP_ID %x is not in the AllowedChipIDs of %s (%s) (CLI: \"chip ID %x not in allowed chip IDs\")",
+		return withFields(fail(q.step(), failure.ReferenceValueMismatch, "CHIP_ID %x is not in the AllowedChipIDs of %s (%s) (CLI: \"chip ID %x not in allowed chip IDs\")",
 			r.GetChipId(), src, hexList(ref.AllowedChipIDs), r.GetChipId()))
 	}
 
@@ -317,6 +348,13 @@ func evaluateSNPEntry(ctx context.Context, att *spb.Attestation, d snpDecoded, r
 	if err := validate.SnpAttestation(a, cliSNPOptions(ref, expected, trustedIDKey)); err != nil {
 		return withFields(fail(stageCLI, failure.ReferenceValueMismatch,
 			"the report passes each field check but fails the validation the Contrast CLI runs with the reference values of %s: %v", src, err))
+	}
+	if x.policyAfter {
+		// The newest CLI: after the validator passed
+		// (wrong policy hash for Coordinator: got <hex>, want <hexes>).
+		if ok, detail := x.checkPolicy("HOST_DATA", r.GetHostData()); !ok {
+			return withFields(fail(stageCLI+1, failure.PolicyHashMismatch, "%s", detail))
+		}
 	}
 	gaps = append(gaps, x.bindingGaps()...)
 	return withFields(outcome{mode: failure.OK, stage: stagePassed, gaps: gaps, fields: notes})
@@ -350,12 +388,12 @@ func cliSNPOptions(ref *SNPReference, measurement [48]byte, trustedIDKey []byte)
 // the entry gives a 1-vCPU seed and APEIP, against the seed extended to each
 // vCPU count from 1 to snpmeasure.MaxVCPUs. It returns the measurement that
 // matched (the one the ID key is derived from).
-func matchSNPMeasurement(r *spb.Report, ref *SNPReference, src string) ([48]byte, []Field, outcome) {
+func matchSNPMeasurement(r *spb.Report, ref *SNPReference, src string, st stage) ([48]byte, []Field, outcome) {
 	observed := r.GetMeasurement()
 	seed := [48]byte(ref.TrustedMeasurement)
 	if ref.APEIP == nil {
 		if !bytes.Equal(observed, seed[:]) {
-			return seed, nil, fail(stageMeasurement, failure.MeasurementMismatch,
+			return seed, nil, fail(st, failure.MeasurementMismatch,
 				"MEASUREMENT is %x; expected %x (from %s)", observed, seed, src)
 		}
 		return seed, nil, outcome{mode: failure.OK}
@@ -367,7 +405,7 @@ func matchSNPMeasurement(r *spb.Report, ref *SNPReference, src string) ([48]byte
 				src, n, ref.APEIP, ref.CPUSignature)}}, outcome{mode: failure.OK}
 		}
 	}
-	return seed, nil, fail(stageMeasurement, failure.MeasurementMismatch,
+	return seed, nil, fail(st, failure.MeasurementMismatch,
 		"MEASUREMENT is %x; expected the 1-vCPU seed %x of %s extended by AP VMSA pages (APEIP %x, CPU signature %#x) for 1 to %d vCPUs, and none matches (CLI: \"measurement does not match any vCPU count from 1 to %d\")",
 		observed, seed, src, ref.APEIP, ref.CPUSignature, snpmeasure.MaxVCPUs, snpmeasure.MaxVCPUs)
 }

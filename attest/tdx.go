@@ -129,7 +129,8 @@ func checkTDX(ctx context.Context, q *tpb.QuoteV4, d tdxDecoded, x *expect) outc
 		CheckRevocations: !x.opts.Offline,
 		GetCollateral:    !x.opts.Offline,
 		Getter:           tdxGetter{x.fetch},
-		Now:              x.now,
+		// One time for every certificate and collateral the check reads.
+		Now: &verify.TimeSet{PckCertChain: x.now, TcbInfo: x.now, QeIdentity: x.now, PckCrl: x.now, RootCaCrl: x.now},
 		// Always explicit: with nil, go-tdx-guest prints a warning to stdout.
 		TrustedRoots: pool,
 	}
@@ -146,12 +147,6 @@ func checkTDX(ctx context.Context, q *tpb.QuoteV4, d tdxDecoded, x *expect) outc
 	} else {
 		verified = append(verified, Field{"Collateral and revocation", "checked against Intel PCS"})
 	}
-	if !bytes.Equal(q.GetHeader().GetQeVendorId(), intelQEVendorID) {
-		o := fail(stageConsistency, failure.EvidenceInvalid, "QE_VENDOR_ID is %x; expected Intel's %x", q.GetHeader().GetQeVendorId(), intelQEVendorID)
-		o.fields = verified
-		return o
-	}
-
 	var refs []TDXReference
 	if x.opts.Reference != nil {
 		refs = x.opts.Reference.tdxRefs()
@@ -191,35 +186,45 @@ func evaluateTDX(q *tpb.QuoteV4, d tdxDecoded, ref *TDXReference, x *expect) out
 
 func evaluateTDXEntry(q *tpb.QuoteV4, d tdxDecoded, ref *TDXReference, x *expect, src string) outcome {
 	h, b := q.GetHeader(), q.GetTdQuoteBody()
-	if ok, detail := x.checkReportData(b.GetReportData()); !ok {
-		return fail(stageReportData, failure.ReportDataMismatch, "%s", detail)
-	}
-	if ok, detail := x.checkPolicy("MR_CONFIG_ID", policyHashOfTDX(q)); !ok {
-		return fail(stagePolicy, failure.PolicyHashMismatch, "%s", detail)
-	}
-	// Contrast compares all 48 bytes: the policy hash, then 16 zero bytes.
-	if id := b.GetMrConfigId(); x.policyHashes != nil && len(id) == 48 && !allZero(id[32:]) {
-		return fail(stagePolicy, failure.PolicyHashMismatch,
-			"MR_CONFIG_ID is %x; expected the 32-byte Coordinator policy hash followed by 16 zero bytes, but its last 16 bytes are %x", id, id[32:])
+	qeVendor := func(st stage) (outcome, bool) {
+		if !bytes.Equal(h.GetQeVendorId(), intelQEVendorID) {
+			return fail(st, failure.EvidenceInvalid, "QE_VENDOR_ID is %x; expected Intel's %x", h.GetQeVendorId(), intelQEVendorID), false
+		}
+		return outcome{}, true
 	}
 	if ref == nil {
+		if ok, detail := x.checkReportData(b.GetReportData()); !ok {
+			return fail(stageReportData, failure.ReportDataMismatch, "%s", detail)
+		}
+		if o, ok := x.checkTDXPolicy(q, stagePolicy); !ok {
+			return o
+		}
+		if o, ok := qeVendor(stagePolicy + 1); !ok {
+			return o
+		}
 		return outcome{mode: failure.OK, stage: stagePassed,
 			gaps: []string{"MRTD, RTMRs and the other reference values (no manifest given)"}}
 	}
 
-	// What was launched: MRTD and RTMRs, then the TD's configuration.
-	for _, f := range []struct {
-		name               string
-		observed, expected []byte
-	}{
-		{"MR_TD", b.GetMrTd(), ref.MrTd},
-		{"RTMR[0]", nth(b.GetRtmrs(), 0), ref.Rtmrs[0]},
-		{"RTMR[1]", nth(b.GetRtmrs(), 1), ref.Rtmrs[1]},
-		{"RTMR[2]", nth(b.GetRtmrs(), 2), ref.Rtmrs[2]},
-		{"RTMR[3]", nth(b.GetRtmrs(), 3), ref.Rtmrs[3]},
-	} {
-		if !bytes.Equal(f.observed, f.expected) {
-			return fail(stageMeasurement, failure.MeasurementMismatch, "%s is %x; expected %x (from %s)", f.name, f.observed, f.expected, src)
+	// The CLI's order (internal/attestation/tdx/validator.go): one
+	// validate.TdxQuote call, whose combined error lists MR_SEAM,
+	// TD_ATTRIBUTES, XFAM, MR_TD, MR_CONFIG_ID (older CLIs pass the policy
+	// hash there), the RTMRs, REPORT_DATA, QE_VENDOR_ID, then the SVNs
+	// (go-tdx-guest exactByteMatch, minVersionCheck); then the PIIDs; the
+	// newest CLI checks the policy hash last, after the validator passed.
+	// The first failure in that order is the first the CLI prints.
+	seq := newSequence()
+	// The newest CLI compares XFAM itself first, ignoring the CET bits
+	// (11, 12), which QEMU sets on hosts whose CPU has CET, and leaves it
+	// out of the library call; older CLIs compare all 8 bytes there.
+	xfamInCall := ref.Xfam
+	if x.policyAfter && ref.Xfam != nil {
+		xfamInCall = nil
+		st := seq.step()
+		if !xfamEqualIgnoringCET(b.GetXfam(), ref.Xfam) {
+			return fail(st, failure.ReferenceValueMismatch,
+				"XFAM is %x; expected %x, ignoring the CET bits 11 and 12 as the newest CLI does (Xfam from %s) (CLI: \"validating xfam: XFAM mismatch: got %x, want %x (ignoring CET bits)\")",
+				b.GetXfam(), ref.Xfam, src, b.GetXfam(), ref.Xfam)
 		}
 	}
 	for _, f := range []struct {
@@ -227,68 +232,125 @@ func evaluateTDXEntry(q *tpb.QuoteV4, d tdxDecoded, ref *TDXReference, x *expect
 		observed, expected []byte
 	}{
 		{"MR_SEAM", "MrSeam", b.GetMrSeam(), ref.MrSeam},
-		{"XFAM", "Xfam", b.GetXfam(), ref.Xfam},
 		{"TD_ATTRIBUTES", "TdAttributes", b.GetTdAttributes(), tdAttributes(ref)},
+		{"XFAM", "Xfam", b.GetXfam(), xfamInCall},
 	} {
+		st := seq.step()
 		if f.expected != nil && !bytes.Equal(f.observed, f.expected) {
-			return fail(stageReference, failure.ReferenceValueMismatch, "%s is %x; expected %x (%s from %s)", f.name, f.observed, f.expected, f.option, src)
+			return fail(st, failure.ReferenceValueMismatch, "%s is %x; expected %x (%s from %s)", f.name, f.observed, f.expected, f.option, src)
 		}
+	}
+	if st := seq.step(); !bytes.Equal(b.GetMrTd(), ref.MrTd) {
+		return fail(st, failure.MeasurementMismatch, "MR_TD is %x; expected %x (from %s)", b.GetMrTd(), ref.MrTd, src)
+	}
+	if !x.policyAfter {
+		if o, ok := x.checkTDXPolicy(q, seq.step()); !ok {
+			return o
+		}
+	}
+	for i := range 4 {
+		if st := seq.step(); !bytes.Equal(nth(b.GetRtmrs(), i), ref.Rtmrs[i]) {
+			return fail(st, failure.MeasurementMismatch, "RTMR[%d] is %x; expected %x (from %s)", i, nth(b.GetRtmrs(), i), ref.Rtmrs[i], src)
+		}
+	}
+	if ok, detail := x.checkReportData(b.GetReportData()); !ok {
+		return fail(seq.step(), failure.ReportDataMismatch, "%s", detail)
+	}
+	if o, ok := qeVendor(seq.step()); !ok {
+		return o
 	}
 
 	// The platform's firmware: SVNs.
 	if min := ref.MinimumTeeTcbSvn; min != nil {
+		st := seq.step()
 		for i, v := range b.GetTeeTcbSvn() {
 			if i < len(min) && v < min[i] {
-				return fail(stageTCB, failure.TCBMismatch, "TEE_TCB_SVN is %x; expected at least %x in every component (byte %d is %d < %d; MinimumTeeTcbSvn from %s)",
+				return fail(st, failure.TCBMismatch, "TEE_TCB_SVN is %x; expected at least %x in every component (byte %d is %d < %d; MinimumTeeTcbSvn from %s)",
 					b.GetTeeTcbSvn(), min, i, v, min[i], src)
 			}
 		}
 	}
 	if ref.MinimumQeSvn != nil && le16(h.GetQeSvn()) < *ref.MinimumQeSvn {
-		return fail(stageTCB, failure.TCBMismatch, "QE SVN is %d; expected at least %d (MinimumQeSvn from %s)", le16(h.GetQeSvn()), *ref.MinimumQeSvn, src)
+		return fail(seq.step(), failure.TCBMismatch, "QE SVN is %d; expected at least %d (MinimumQeSvn from %s)", le16(h.GetQeSvn()), *ref.MinimumQeSvn, src)
 	}
 	if ref.MinimumPceSvn != nil && le16(h.GetPceSvn()) < *ref.MinimumPceSvn {
-		return fail(stageTCB, failure.TCBMismatch, "PCE SVN is %d; expected at least %d (MinimumPceSvn from %s)", le16(h.GetPceSvn()), *ref.MinimumPceSvn, src)
+		return fail(seq.step(), failure.TCBMismatch, "PCE SVN is %d; expected at least %d (MinimumPceSvn from %s)", le16(h.GetPceSvn()), *ref.MinimumPceSvn, src)
 	}
 
-	// The machine, from the PCK certificate: PIID and platform options.
+	// The machine, from the PCK certificate: platform options and PIID.
+	st := seq.step()
 	needPCK := len(ref.AllowedPIIDs) > 0 || ref.MemoryIntegrity || ref.SMTDisabled || ref.StaticPlatform
 	if needPCK && d.pckInfo == nil {
-		return fail(stagePlatform, failure.ReferenceValueMismatch, "%s constrains the platform (PIID, SGX type or configuration), but the PCK certificate cannot be read: %v", src, d.pckErr)
+		return fail(st, failure.ReferenceValueMismatch, "%s constrains the platform (PIID, SGX type or configuration), but the PCK certificate cannot be read: %v", src, d.pckErr)
+	}
+	if ref.MemoryIntegrity && (d.pckInfo.sgxType == nil || *d.pckInfo.sgxType != sgxTypeScalableWithIntegrity) {
+		return fail(seq.step(), failure.ReferenceValueMismatch, "the PCK certificate's SGX type is %s; expected ScalableWithIntegrity (MemoryIntegrity from %s)", optSGXType(d.pckInfo.sgxType), src)
+	}
+	if ref.SMTDisabled && (d.pckInfo.smtEnabled == nil || *d.pckInfo.smtEnabled) {
+		return fail(seq.step(), failure.ReferenceValueMismatch, "the PCK certificate says SMT enabled is %s; expected false (SMTDisabled from %s)", optBool(d.pckInfo.smtEnabled), src)
+	}
+	if ref.StaticPlatform && (d.pckInfo.dynamicPlatform == nil || *d.pckInfo.dynamicPlatform) {
+		return fail(seq.step(), failure.ReferenceValueMismatch, "the PCK certificate says dynamic platform is %s; expected false (StaticPlatform from %s)", optBool(d.pckInfo.dynamicPlatform), src)
 	}
 	if len(ref.AllowedPIIDs) > 0 && !containsBytes(ref.AllowedPIIDs, d.pckInfo.piid) {
 		piid := "absent"
 		if d.pckInfo.piid != nil {
 			piid = hex.EncodeToString(d.pckInfo.piid)
 		}
-		return fail(stagePlatform, failure.ReferenceValueMismatch, "the PCK certificate's PIID %s is not in the AllowedPIIDs of %s (%s) (CLI: \"PIID %s not in allowed PIIDs\")", piid, src, hexList(ref.AllowedPIIDs), piid)
-	}
-	if ref.MemoryIntegrity && (d.pckInfo.sgxType == nil || *d.pckInfo.sgxType != sgxTypeScalableWithIntegrity) {
-		return fail(stagePlatform, failure.ReferenceValueMismatch, "the PCK certificate's SGX type is %s; expected ScalableWithIntegrity (MemoryIntegrity from %s)", optSGXType(d.pckInfo.sgxType), src)
-	}
-	if ref.SMTDisabled && (d.pckInfo.smtEnabled == nil || *d.pckInfo.smtEnabled) {
-		return fail(stagePlatform, failure.ReferenceValueMismatch, "the PCK certificate says SMT enabled is %s; expected false (SMTDisabled from %s)", optBool(d.pckInfo.smtEnabled), src)
-	}
-	if ref.StaticPlatform && (d.pckInfo.dynamicPlatform == nil || *d.pckInfo.dynamicPlatform) {
-		return fail(stagePlatform, failure.ReferenceValueMismatch, "the PCK certificate says dynamic platform is %s; expected false (StaticPlatform from %s)", optBool(d.pckInfo.dynamicPlatform), src)
+		return fail(seq.step(), failure.ReferenceValueMismatch, "the PCK certificate's PIID %s is not in the AllowedPIIDs of %s (%s) (CLI: \"PIID %s not in allowed PIIDs\")", piid, src, hexList(ref.AllowedPIIDs), piid)
 	}
 
 	// Every field above passed; the CLI's own library call with the same
 	// options must pass too. Its failure is named by the stage, never by
 	// the library's wording.
-	if err := validate.TdxQuote(q, contrastTDXOptions(ref)); err != nil {
+	opts := contrastTDXOptions(ref)
+	opts.TdQuoteBodyOptions.Xfam = xfamInCall
+	if err := validate.TdxQuote(q, opts); err != nil {
 		return fail(stageCLI, failure.ReferenceValueMismatch,
 			"the quote passes each field check but fails the validation the Contrast CLI runs with the reference values of %s: %v", src, err)
+	}
+	if x.policyAfter {
+		if o, ok := x.checkTDXPolicy(q, stageCLI+1); !ok {
+			return o
+		}
 	}
 
 	o := outcome{mode: failure.OK, stage: stagePassed}
 	if ref.MinTCBEvaluationDataNumber > 0 {
 		o.gaps = append(o.gaps, fmt.Sprintf(
-			"MinTCBEvaluationDataNumber %d (from %s): newest CLIs require Intel's TCB collateral to be at least that fresh; go-tdx-guest v0.3.1 cannot check it",
+			"MinTCBEvaluationDataNumber %d (from %s): newest CLIs require Intel's TCB collateral to be at least that fresh (a go-tdx-guest verify option only the edgelesssys fork Contrast links has); ccproxy cannot check it",
 			ref.MinTCBEvaluationDataNumber, src))
 	}
 	o.gaps = append(o.gaps, x.bindingGaps()...)
 	return o
+}
+
+// checkTDXPolicy compares the quote's policy hash the way the CLI of the
+// manifest's era does: the newest takes MR_CONFIG_ID's first 32 bytes
+// (internal/attestation/tdx Report.HostData); older ones compare all 48
+// bytes with the hash followed by 16 zero bytes (go-tdx-guest MrConfigID).
+func (x *expect) checkTDXPolicy(q *tpb.QuoteV4, st stage) (outcome, bool) {
+	if ok, detail := x.checkPolicy("MR_CONFIG_ID", policyHashOfTDX(q)); !ok {
+		return fail(st, failure.PolicyHashMismatch, "%s", detail), false
+	}
+	if id := q.GetTdQuoteBody().GetMrConfigId(); !x.policyAfter && x.policyHashes != nil && len(id) == 48 && !allZero(id[32:]) {
+		return fail(st, failure.PolicyHashMismatch,
+			"MR_CONFIG_ID is %x; expected the 32-byte Coordinator policy hash followed by 16 zero bytes, but its last 16 bytes are %x", id, id[32:]), false
+	}
+	return outcome{}, true
+}
+
+// xfamCETMask covers XFAM's CET bits, CET_U (11) and CET_S (12).
+const xfamCETMask = uint64(1)<<11 | uint64(1)<<12
+
+// xfamEqualIgnoringCET is the newest CLI's XFAM comparison
+// (internal/attestation/tdx validateXfamIgnoringCET): both 8 bytes, equal
+// but for the CET bits.
+func xfamEqualIgnoringCET(quote, ref []byte) bool {
+	if len(quote) != 8 || len(ref) != 8 {
+		return false
+	}
+	return binary.LittleEndian.Uint64(quote)&^xfamCETMask == binary.LittleEndian.Uint64(ref)&^xfamCETMask
 }
 
 func nth(list [][]byte, i int) []byte {

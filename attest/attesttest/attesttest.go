@@ -82,6 +82,12 @@ type Evidence struct {
 	// WrongMRSEAM and WrongXFAM report a TDX module measurement / XFAM
 	// other than the default manifest's.
 	WrongMRSEAM, WrongXFAM bool
+	// XFAMCETOnly reports an XFAM that differs from the manifest's only in
+	// the CET bits (11 and 12, CET_U and CET_S).
+	XFAMCETOnly bool
+	// MRConfigIDTail puts non-zero bytes into the last 16 bytes of the TDX
+	// MR_CONFIG_ID, after the 32-byte policy hash.
+	MRConfigIDTail bool
 }
 
 func (e Evidence) policyHash() [32]byte {

@@ -145,7 +145,7 @@ func TestTDXVerifiesWithGoTdxGuest(t *testing.T) {
 			if err := proto.Unmarshal(doc, q); err != nil {
 				t.Fatal(err)
 			}
-			err = tdxverify.TdxQuote(q, &tdxverify.Options{Now: now, TrustedRoots: pool})
+			err = tdxverify.TdxQuote(q, &tdxverify.Options{Now: &tdxverify.TimeSet{PckCertChain: now, TcbInfo: now, QeIdentity: now, PckCrl: now, RootCaCrl: now}, TrustedRoots: pool})
 			if !matches(err, tc.err) {
 				t.Fatalf("verify: %v, want %q", err, tc.err)
 			}

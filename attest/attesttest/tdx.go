@@ -236,11 +236,18 @@ func (e Evidence) mrSeam() []byte {
 // xfam of WrongXFAM evidence lacks AVX-512 (bits 5–7): still an XFAM
 // go-tdx-guest's fixed-bit rules allow, but not the manifest's.
 func (e Evidence) xfam() uint64 {
-	if e.WrongXFAM {
+	switch {
+	case e.WrongXFAM:
 		return tdxXfam &^ 0xe0
+	case e.XFAMCETOnly:
+		return tdxXfam &^ xfamCET
 	}
 	return tdxXfam
 }
+
+// xfamCET are XFAM's CET bits, CET_U (11) and CET_S (12): tdxXfam sets
+// both, and clearing them keeps an XFAM go-tdx-guest's fixed bits allow.
+const xfamCET = 1<<11 | 1<<12
 
 func mrSeam() []byte {
 	h := sha512.Sum384([]byte("ccproxy attesttest TDX module"))
@@ -255,6 +262,9 @@ func (a *tdxAuthority) quote(e Evidence) (*tpb.QuoteV4, error) {
 	measurement, policyHash := e.measurement(), e.policyHash()
 	mrConfigID := make([]byte, abi.MrConfigIDSize)
 	copy(mrConfigID, policyHash[:])
+	if e.MRConfigIDTail {
+		copy(mrConfigID[32:], "ccproxy tail....")
+	}
 	header := &tpb.Header{
 		Version:            abi.QuoteVersion,
 		AttestationKeyType: abi.AttestationKeyType,

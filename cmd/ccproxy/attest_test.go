@@ -143,8 +143,12 @@ func TestAttestCommand(t *testing.T) {
 			[]string{`Failure mode:\s+policy_hash_mismatch`, `HOST_DATA \(policy hash\) is 01000000`}},
 		{"wrong nonce exits 1", with("--nonce", okTDXNonce, okSNP), 1,
 			[]string{"report_data_mismatch"}},
-		{"explicit policy hash", with("--coordinator-policy-hash", "01"+strings.Repeat("00", 31), "--nonce", badPolicyNonce, badPolicy), 0,
-			[]string{"verified"}},
+		// The flag names the policy when the manifest does not; it cannot
+		// replace the manifest's Coordinator policy, which the CLI checks.
+		{"explicit policy hash without a manifest", []string{"--offline", "--snp-trusted-roots", f.snpRoots, "--coordinator-policy-hash", "01" + strings.Repeat("00", 31), "--nonce", badPolicyNonce, badPolicy}, 0,
+			[]string{`Failure mode:\s+ok`}},
+		{"explicit policy hash the manifest does not name", with("--coordinator-policy-hash", "01"+strings.Repeat("00", 31), "--nonce", badPolicyNonce, badPolicy), 2,
+			[]string{"--coordinator-policy-hash", "not a Coordinator policy of --manifest"}},
 		{"bad --output", with("--output", "yaml", okSNP), 2, []string{"--output"}},
 		{"bad --nonce", with("--nonce", "xyz", okSNP), 2, []string{"--nonce"}},
 		{"short --nonce", with("--nonce", "abcd", okSNP), 2, []string{"--nonce"}},

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"encoding/hex"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,7 +19,7 @@ import (
 // against; relay mode, probe and attest share them.
 func addEvidenceFlags(f *pflag.FlagSet) {
 	f.String("manifest", "", "Contrast manifest.json whose reference values (and coordinator policy) evidence is validated against")
-	f.StringSlice("coordinator-policy-hash", nil, "expected Coordinator policy `HEX` hash, 64 hex chars (SNP HOST_DATA / TDX MR_CONFIG_ID), repeatable; overrides the manifest's")
+	f.StringSlice("coordinator-policy-hash", nil, "expected Coordinator policy `HEX` hash, 64 hex chars (SNP HOST_DATA / TDX MR_CONFIG_ID), repeatable; needed only when the manifest names no Coordinator policy, else it must be one of the manifest's")
 	f.String("snp-trusted-roots", "", "`PEM` file with AMD ARK/ASK to trust instead of the built-in roots")
 	f.String("tdx-trusted-roots", "", "`PEM` file with the Intel SGX root CA to trust instead of the built-in one")
 	f.Bool("offline", false, "never fetch certificates, CRLs or collateral; verify with what the evidence carries")
@@ -72,10 +74,20 @@ func (c evidenceConfig) load() (*evidence, error) {
 	opts := attest.Options{Offline: c.offline, Cache: attest.NewCache(time.Hour)}
 	if c.manifestPath != "" {
 		m, err := attest.LoadManifest(c.manifestPath)
+		if me := attest.AsManifestError(err); me != nil {
+			// The Contrast CLI refuses this manifest before it dials:
+			// nothing ccproxy could check against it would be what the
+			// CLI sees, so nothing starts (exit 2), in the CLI's words.
+			return nil, usageErrorf("--manifest %s: %s: the Contrast CLI (%s-era manifest) refuses it before dialing: %v",
+				c.manifestPath, me.Mode(), me.Era, me)
+		}
 		if err != nil {
 			return nil, usageErrorf("--manifest: %v", err)
 		}
 		opts.Reference = m
+	}
+	if err := checkPolicyFlag(c.policyHashes, opts.Reference); err != nil {
+		return nil, err
 	}
 	opts.PolicyHashes = c.policyHashes
 	// Each roots file is read and parsed on its own, so an error names
@@ -122,4 +134,30 @@ func (e *evidence) refiner(cfg *relayConfig) watch.Refiner {
 		Probe:    probe.Config{Attest: e.opts, Timeout: timeout},
 		CacheTTL: cfg.probeCache,
 	}).Refine
+}
+
+// checkPolicyFlag keeps --coordinator-policy-hash from hiding a mismatch
+// the CLI would hit. The oldest CLIs took the Coordinator policy hash from
+// their own flag (the manifest had no roles); since manifests name the
+// Coordinator policy, the CLI checks the manifest's (the newest: all of
+// them, after validation), and a release in between took both the flag and
+// a manifest with a role. So with a manifest that names Coordinator
+// policies, every flag value must be one of them: evidence that matches a
+// flag the manifest does not hold would pass here and fail in the CLI.
+func checkPolicyFlag(flag [][]byte, m *attest.Manifest) error {
+	want := m.CoordinatorPolicyHashes()
+	if len(flag) == 0 || len(want) == 0 {
+		return nil
+	}
+	for _, h := range flag {
+		if !slices.ContainsFunc(want, func(w []byte) bool { return bytes.Equal(w, h) }) {
+			names := make([]string, len(want))
+			for i, w := range want {
+				names[i] = hex.EncodeToString(w)
+			}
+			return usageErrorf("%s: %x is not a Coordinator policy of --manifest (it names %s), which is what the Contrast CLI checks; give one of those or leave the flag out",
+				where("coordinator-policy-hash"), h, strings.Join(names, ", "))
+		}
+	}
+	return nil
 }

@@ -125,6 +125,7 @@ func runBriefly(t *testing.T, timeout time.Duration, env []string, args ...strin
 // values, or has malformed ones, is a clear error naming --manifest, in
 // relay mode and for attest.
 func TestFaultHostileManifest(t *testing.T) {
+	coordinatorPolicy := `"` + strings.Repeat("00", 32) + `": {"Role": "coordinator"}`
 	dir := t.TempDir()
 	evidence := filepath.Join(dir, "evidence.bin")
 	os.WriteFile(evidence, bytes.Repeat([]byte{0}, 64), 0o644)
@@ -135,9 +136,12 @@ func TestFaultHostileManifest(t *testing.T) {
 		{"not JSON", "Policies: yes\n", "JSON"},
 		{"truncated JSON", `{"ReferenceValues": {"snp": [{"TrustedMeasurement": "ab`, "JSON"},
 		{"JSON array", `[1, 2, 3]`, "JSON"},
-		{"no reference values", `{"Policies": {}}`, "reference values"},
-		{"empty reference values", `{"ReferenceValues": {"snp": [], "tdx": []}}`, "reference values"},
-		{"measurement not hex", `{"ReferenceValues": {"snp": [{"TrustedMeasurement": "zz", "MinimumTCB": {}}]}}`, "TrustedMeasurement"},
+		// The Contrast CLI's own validation comes first and stops at a
+		// wrong Coordinator policy count, so these name one.
+		{"no coordinator policy", `{"Policies": {}}`, "expected exactly 1 policy with role 'coordinator', got 0"},
+		{"no reference values", `{"Policies": {` + coordinatorPolicy + `}}`, "reference values"},
+		{"empty reference values", `{"Policies": {` + coordinatorPolicy + `}, "ReferenceValues": {"snp": [], "tdx": []}}`, "reference values"},
+		{"measurement not hex", `{"Policies": {` + coordinatorPolicy + `}, "ReferenceValues": {"snp": [{"TrustedMeasurement": "zz", "MinimumTCB": {}}]}}`, "TrustedMeasurement"},
 		{"policy hash not hex", `{"Policies": {"xyz": {"Role": "coordinator"}}, "ReferenceValues": {"snp": [{"TrustedMeasurement": "` + strings.Repeat("00", 48) + `"}]}}`, "xyz"},
 		{"deep nesting", strings.Repeat("[", 100000) + strings.Repeat("]", 100000), "JSON"},
 	}

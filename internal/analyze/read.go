@@ -180,10 +180,10 @@ func NewReader(fn func(Connection)) *Reader {
 		fn = func(Connection) {}
 	}
 	return &Reader{
-		fn:      fn,
-		maxLine: maxLineBytes,
-		roots:   map[pcommon.TraceID]struct{}{},
-		nested:  map[pcommon.TraceID]Connection{},
+		fn:        fn,
+		maxLine:   maxLineBytes,
+		roots:     map[pcommon.TraceID]struct{}{},
+		nested:    map[pcommon.TraceID]Connection{},
 		sums:      map[spanRef]runSummary{},
 		written:   map[spanRef][]written{},
 		maxFolded: maxFoldedPerRun,

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -19,6 +20,7 @@ import (
 	"github.com/ccproxy-dev/ccproxy/integration/simulated/contrastcli"
 	"github.com/ccproxy-dev/ccproxy/integration/simulated/coordinator"
 	"github.com/ccproxy-dev/ccproxy/internal/atls"
+	"github.com/ccproxy-dev/ccproxy/internal/explain"
 	"github.com/ccproxy-dev/ccproxy/internal/failure"
 	"github.com/ccproxy-dev/ccproxy/internal/watch"
 	"github.com/ccproxy-dev/ccproxy/proxy"
@@ -157,6 +159,9 @@ func PrintTable(w io.Writer, rep *Report) {
 const (
 	seedCoordinator = "snp-seed"
 	seedVCPUs       = 4
+	// legacySuffix keys the Coordinators whose manifest is in the older
+	// layout (Scenario.Legacy).
+	legacySuffix = "-legacy"
 )
 
 type coord struct {
@@ -186,10 +191,15 @@ func newEnv(ctx context.Context, cfg Config) (*env, error) {
 	}
 	sctx, stop := context.WithCancel(context.Background())
 	e := &env{cfg: cfg, tp: tp, coords: map[string]*coord{}, stop: stop}
-	for _, key := range []string{coordinator.PlatformSNP, coordinator.PlatformTDX, seedCoordinator} {
+	for _, key := range []string{coordinator.PlatformSNP, coordinator.PlatformTDX, seedCoordinator,
+		coordinator.PlatformSNP + legacySuffix, coordinator.PlatformTDX + legacySuffix} {
 		cc := coordinator.Config{Authority: auth, Platform: key, IssuerDelay: slowIssuerDelay}
-		if key == seedCoordinator {
+		switch key {
+		case seedCoordinator:
 			cc.Platform, cc.VCPUs = coordinator.PlatformSNP, seedVCPUs
+		case coordinator.PlatformSNP + legacySuffix, coordinator.PlatformTDX + legacySuffix:
+			cc.Platform = strings.TrimSuffix(key, legacySuffix)
+			cc.Manifest = auth.LegacyManifestJSON(cc.Platform)
 		}
 		c, err := coordinator.New(cc)
 		if err != nil {
@@ -231,6 +241,9 @@ func (e *env) run(ctx context.Context, sc Scenario) Row {
 	}
 	if sc.SeedManifest {
 		platform = seedCoordinator
+	}
+	if sc.Legacy {
+		platform += legacySuffix
 	}
 	co := e.coords[platform]
 	co.c.SetFault(sc.Fault)
@@ -337,7 +350,34 @@ func (e *env) run(ctx context.Context, sc Scenario) Row {
 	}
 	row.Took = time.Since(start)
 	row.Pass, row.Why = judge(sc, row, clientErr, row.Why)
+	if row.Pass {
+		row.Pass, row.Why = explainAgrees(sc, row, clientErr)
+	}
 	return row
+}
+
+// explainAgrees: the error the CLI printed, pasted into `ccproxy explain`,
+// names the mode the relay named for the same connection (or the
+// scenario's documented ExplainSays).
+func explainAgrees(sc Scenario, row Row, clientErr error) (bool, string) {
+	if clientErr == nil || sc.Client != ClientCLI && sc.Client != "" || sc.Upstream != UpstreamCoordinator || sc.Retries {
+		return true, ""
+	}
+	want := row.Named
+	if sc.ExplainSays != "" {
+		want = sc.ExplainSays
+	}
+	fs := explain.Explain(clientErr.Error())
+	if len(fs) == 0 {
+		return false, fmt.Sprintf("explain recognises nothing in the CLI's error, the relay named %s", row.Named)
+	}
+	// The same text can stand for several modes (internal_error: the
+	// issuer failed, or the Coordinator is too old); the relay tells them
+	// apart, and explain lists the others as alternatives.
+	if fs[0].Mode != string(want) && !slices.Contains(fs[0].Alternatives, string(want)) {
+		return false, fmt.Sprintf("explain names the CLI's error %s, the relay named %s", fs[0].Mode, want)
+	}
+	return true, ""
 }
 
 type connVerdict struct {

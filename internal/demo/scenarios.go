@@ -57,6 +57,16 @@ type Scenario struct {
 	// ClientPolicyHash makes the CLI expect another Coordinator policy than
 	// the one the Coordinator runs with (and ccproxy expects).
 	ClientPolicyHash bool
+	// Legacy runs the scenario with the older manifest layout
+	// (attesttest LegacyManifestJSON) for Coordinator, CLI and relay: that
+	// CLI passes the policy hash to go-sev-guest / go-tdx-guest with the
+	// other fields, where the newest checks it after a validator passed.
+	Legacy bool
+	// ExplainSays is the mode `ccproxy explain` names for the CLI's error
+	// when it differs from Want, and why; by default the CLI's printed error
+	// must explain as the mode the relay named for the same connection.
+	ExplainSays failure.Mode
+	ExplainWhy  string
 	// Want is the failure mode ccproxy must name.
 	Want failure.Mode
 	// ByProbe: the mode is the Coordinator's state, which only `ccproxy
@@ -103,7 +113,8 @@ func Scenarios() []Scenario {
 			ClientSees: `remote error: tls: internal error`},
 		{Name: "older CLI, older Coordinator", Fault: coordinator.FaultOldCoordinator, Style: atls.NonceSNI, Want: failure.OK},
 		{Name: "looks older, but replays evidence", Fault: coordinator.FaultReplayedEvidence, Want: failure.ReportDataMismatch,
-			ClientSees: `remote error: tls: internal error`},
+			ClientSees: `remote error: tls: internal error`, ExplainSays: failure.IssuerError,
+			ExplainWhy: "the CLI sees only the internal_error alert; the relay's own handshake with the nonce in the SNI finds the evidence bound to no nonce it sent"},
 		{Name: "wrong service on the port (HTTP)", Fault: coordinator.FaultNotTLS, Want: failure.UpstreamNotTLS,
 			ClientSees: `first record does not look like a TLS handshake`},
 		{Name: "upstream port closed", Upstream: UpstreamClosedPort, Want: failure.UpstreamRefused,
@@ -115,11 +126,50 @@ func Scenarios() []Scenario {
 		{Name: "evidence for the other platform", Fault: coordinator.FaultWrongPlatform, Want: failure.NoMatchingValidator,
 			ClientSees: `no matching validators found`},
 		{Name: "wrong policy hash (SNP HOST_DATA)", Fault: coordinator.FaultWrongPolicyHash, Want: failure.PolicyHashMismatch,
-			ClientSees: `HOST_DATA is [0-9a-f]+\. Expect [0-9a-f]+`},
+			ClientSees: `wrong policy hash for Coordinator: got [0-9a-f]+, want \[[0-9a-f]+\]`},
 		{Name: "wrong policy hash (TDX MR_CONFIG_ID)", Fault: coordinator.FaultWrongPolicyHash, Platform: coordinator.PlatformTDX,
-			Want: failure.PolicyHashMismatch, ClientSees: `MR_CONFIG_ID is [0-9a-f]+\. Expect [0-9a-f]+`},
+			Want: failure.PolicyHashMismatch, ClientSees: `wrong policy hash for Coordinator: got [0-9a-f]+, want \[[0-9a-f]+\]`},
 		{Name: "wrong policy hash, TLS 1.2 (seen passively)", Fault: coordinator.FaultWrongPolicyHash, TLS12: true,
-			Want: failure.PolicyHashMismatch, ClientSees: `HOST_DATA`},
+			Want: failure.PolicyHashMismatch, ClientSees: `wrong policy hash for Coordinator`},
+		{Name: "wrong policy hash, older CLI (SNP HOST_DATA)", Fault: coordinator.FaultWrongPolicyHash, Legacy: true, Want: failure.PolicyHashMismatch,
+			ClientSees: `HOST_DATA is [0-9a-f]+\. Expect [0-9a-f]+`},
+		{Name: "wrong policy hash, older CLI (TDX MR_CONFIG_ID)", Fault: coordinator.FaultWrongPolicyHash, Platform: coordinator.PlatformTDX, Legacy: true,
+			Want: failure.PolicyHashMismatch, ClientSees: `MR_CONFIG_ID is [0-9a-f]+\. Expect [0-9a-f]+`},
+		// Another release's Coordinator: policy hash and measurement both
+		// differ. The newest CLI prints the measurement (its policy check
+		// runs only after a validator passed); an older SNP CLI prints
+		// HOST_DATA first, an older TDX CLI MR_TD first (go-tdx-guest's
+		// field order).
+		{Name: "policy hash and measurement wrong (SNP)", Fault: coordinator.FaultPolicyAndMeasurement, Want: failure.MeasurementMismatch,
+			ClientSees: `report field MEASUREMENT is`},
+		{Name: "policy hash and measurement wrong (SNP), TLS 1.2", Fault: coordinator.FaultPolicyAndMeasurement, TLS12: true,
+			Want: failure.MeasurementMismatch, ClientSees: `report field MEASUREMENT is`},
+		{Name: "policy hash and measurement wrong (SNP, newest manifest)", Fault: coordinator.FaultPolicyAndMeasurement, SeedManifest: true,
+			Want: failure.MeasurementMismatch, ClientSees: `measurement does not match any vCPU count from 1 to 220`},
+		{Name: "policy hash and measurement wrong (TDX)", Fault: coordinator.FaultPolicyAndMeasurement, Platform: coordinator.PlatformTDX,
+			Want: failure.MeasurementMismatch, ClientSees: `quote field MR_TD is`},
+		{Name: "policy hash and measurement wrong (TDX), TLS 1.2", Fault: coordinator.FaultPolicyAndMeasurement, Platform: coordinator.PlatformTDX, TLS12: true,
+			Want: failure.MeasurementMismatch, ClientSees: `quote field MR_TD is`},
+		{Name: "policy hash and measurement wrong, older CLI (SNP)", Fault: coordinator.FaultPolicyAndMeasurement, Legacy: true,
+			Want: failure.PolicyHashMismatch, ClientSees: `HOST_DATA is [0-9a-f]+\. Expect [0-9a-f]+; report field MEASUREMENT`},
+		{Name: "policy hash and measurement wrong, older CLI (SNP), TLS 1.2", Fault: coordinator.FaultPolicyAndMeasurement, Legacy: true, TLS12: true,
+			Want: failure.PolicyHashMismatch, ClientSees: `HOST_DATA is [0-9a-f]+\. Expect [0-9a-f]+; report field MEASUREMENT`},
+		{Name: "policy hash and measurement wrong, older CLI (TDX)", Fault: coordinator.FaultPolicyAndMeasurement, Platform: coordinator.PlatformTDX, Legacy: true,
+			Want: failure.MeasurementMismatch, ClientSees: `quote field MR_TD is [0-9a-f]+\. Expect [0-9a-f]+; quote field MR_CONFIG_ID`},
+		// MR_CONFIG_ID with the right hash and a non-zero tail: the newest
+		// CLI reads only the first 32 bytes; older ones compare all 48.
+		{Name: "MR_CONFIG_ID tail not zero (TDX)", Fault: coordinator.FaultMRConfigIDTail, Platform: coordinator.PlatformTDX, Want: failure.OK},
+		{Name: "MR_CONFIG_ID tail not zero (TDX), TLS 1.2", Fault: coordinator.FaultMRConfigIDTail, Platform: coordinator.PlatformTDX, TLS12: true, Want: failure.OK},
+		{Name: "MR_CONFIG_ID tail not zero, older CLI (TDX)", Fault: coordinator.FaultMRConfigIDTail, Platform: coordinator.PlatformTDX, Legacy: true,
+			Want: failure.PolicyHashMismatch, ClientSees: `quote field MR_CONFIG_ID is [0-9a-f]+\. Expect [0-9a-f]{64}0{32}`},
+		// XFAM differing only in the CET bits (QEMU sets them where the host
+		// CPU has CET): the newest CLI compares XFAM ignoring them
+		// (internal/attestation/tdx validateXfamIgnoringCET); older ones
+		// pass XFAM to go-tdx-guest, which compares all 8 bytes.
+		{Name: "XFAM differs only in CET bits (TDX)", Fault: coordinator.FaultXFAMCETOnly, Platform: coordinator.PlatformTDX, Want: failure.OK},
+		{Name: "XFAM differs only in CET bits (TDX), TLS 1.2", Fault: coordinator.FaultXFAMCETOnly, Platform: coordinator.PlatformTDX, TLS12: true, Want: failure.OK},
+		{Name: "XFAM differs only in CET bits, older CLI (TDX)", Fault: coordinator.FaultXFAMCETOnly, Platform: coordinator.PlatformTDX, Legacy: true,
+			Want: failure.ReferenceValueMismatch, ClientSees: `quote field XFAM is`},
 		{Name: "wrong launch measurement", Fault: coordinator.FaultWrongMeasurement, Want: failure.MeasurementMismatch,
 			ClientSees: `MEASUREMENT`},
 		{Name: "wrong MRTD (TDX)", Fault: coordinator.FaultWrongMeasurement, Platform: coordinator.PlatformTDX,
@@ -143,10 +193,15 @@ func Scenarios() []Scenario {
 			ClientSees: `verif`},
 		{Name: "report not bound to the nonce", Fault: coordinator.FaultReportDataUnbound, Want: failure.ReportDataMismatch,
 			ClientSees: `REPORT_DATA`},
+		// The certificate may reach the relay's watcher before the client's
+		// hello with its nonce (internal/watch): named the same every time.
+		{Name: "TDX report not bound, TLS 1.2 (seen passively)", Fault: coordinator.FaultReportDataUnbound, Platform: coordinator.PlatformTDX,
+			TLS12: true, Want: failure.ReportDataMismatch, ClientSees: `REPORT_DATA`},
 		{Name: "Coordinator clock 3h ahead", Fault: coordinator.FaultClockSkew, Want: failure.ClockSkew,
 			ClientSees: `certificate has expired or is not yet valid`},
 		{Name: "CLI expects another policy", ClientPolicyHash: true, Want: failure.ClientRejectedCertificate,
-			ClientSees: `HOST_DATA`},
+			ClientSees: `wrong policy hash for Coordinator`, ExplainSays: failure.PolicyHashMismatch,
+			ExplainWhy: "the relay's own reference values accept the evidence; only the client expects another policy"},
 		{Name: "reset after the handshake", Fault: coordinator.FaultResetAfterHandshake, Want: failure.UpstreamReset,
 			ClientSees: `reset by peer|broken pipe|EOF`},
 		{Name: "Coordinator in recovery mode", Fault: coordinator.FaultRecoveryMode, Want: failure.CoordinatorRecoveryMode, ByProbe: true,

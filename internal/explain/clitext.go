@@ -31,6 +31,7 @@ var cliText = map[failure.Mode]string{
 	failure.CoordinatorRecoveryMode:    "coordinator is in recovery mode",
 	failure.CoordinatorNoManifest:      "no manifest configured",
 	failure.ManifestMismatch:           "active manifest does not match expected manifest",
+	failure.ManifestInvalid:            "validating manifest: expected exactly 1 policy with role 'coordinator', got 2",
 }
 
 // CLIText returns the error text the Contrast CLI prints for mode, the one

@@ -50,7 +50,7 @@ var (
 
 	clockRe = pattern(`certificate has expired or is not yet valid: current time ([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+(?:Z|[+\-][0-9]{2}:[0-9]{2})) is (before|after) ([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+(?:Z|[+\-][0-9]{2}:[0-9]{2}))`)
 
-	noManifestRe       = pattern(`no manifests? (?:configured|set)`)
+	noManifestRe       = pattern(`no manifests? (?:configured|set)|manifest history is empty`)
 	recoveryRe         = pattern(`coordinator is in recovery mode`)
 	manifestMismatchRe = pattern(`active manifest does not match expected manifest`)
 )

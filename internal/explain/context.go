@@ -8,7 +8,9 @@ import (
 // rules run in this order; earlier ones are more specific and claim what
 // they explained (see scanner).
 var rules = []func(*scanner){
+	ruleManifestValidation,
 	ruleValidators,
+	ruleBareValidatorCause,
 	rulePolicyDecisionBlob,
 	rulePolicyDecisionJSON,
 	rulePortForward,
@@ -16,6 +18,7 @@ var rules = []func(*scanner){
 	ruleEvidenceFields,
 	ruleConnection,
 	ruleClockSkew,
+	ruleProcessCertificate,
 	ruleUserAPI,
 	ruleImageVolume,
 	ruleBlockedByPolicy,
@@ -25,6 +28,7 @@ var rules = []func(*scanner){
 	ruleACIDeniedWithoutBlob,
 	ruleRuntimeClassMismatch,
 	ruleCoordinatorAPIError,
+	ruleServerPreface,
 	ruleModeName,
 }
 

@@ -47,10 +47,13 @@ var (
 	chipIDRe        = pattern(`chip ID ([0-9a-fA-F]*) not in allowed chip IDs`)
 	piidRe          = pattern(`PIID ([0-9a-fA-F]*) not in allowed PIIDs`)
 	// go-sev-guest: the report's REPORTED_TCB {...} is lower than the policy minimum TCB {...} in at least one component
-	tcbLowerRe  = near(pattern(`the ((?:report's [A-Z_]+)|(?:TCB of the V\[CL\]EK certificate)) (\{[^{}]*\}) is lower than the (policy minimum (?:launch )?TCB) (\{[^{}]*\})`), "lower than", 200, 200)
-	svnRe       = near(pattern(`(TEE TCB security-version number|QE security-version number|PCE security-version number|report's GUEST_SVN|firmware build number) ([0-9]+) is less than the required minimum ([0-9]+)`), "required minimum", 80, 30)
-	fwAPIRe     = pattern(`firmware API version \(([0-9]+\.[0-9]+)\) is less than the required minimum \(([0-9]+\.[0-9]+)\)`)
-	tcbStatusRe = pattern(`unable to find latest status of TCB, it is now OutOfDate`)
+	tcbLowerRe = near(pattern(`the ((?:report's [A-Z_]+)|(?:TCB of the V\[CL\]EK certificate)) (\{[^{}]*\}) is lower than the (policy minimum (?:launch )?TCB) (\{[^{}]*\})`), "lower than", 200, 200)
+	// go-tdx-guest prints TEE_TCB_SVN with %d of a byte slice: a decimal
+	// list, [3 0 5 ...].
+	svnRe   = near(pattern(`(TEE TCB security-version number|QE security-version number|PCE security-version number|report's GUEST_SVN|firmware build number) (\[[0-9 ]*\]|[0-9]+) is less than the required minimum (\[[0-9 ]*\]|[0-9]+)`), "required minimum", 120, 80)
+	fwAPIRe = pattern(`firmware API version \(([0-9]+\.[0-9]+)\) is less than the required minimum \(([0-9]+\.[0-9]+)\)`)
+	// go-tdx-guest; newer builds say which TCB (TDX or Enclave).
+	tcbStatusRe = pattern(`unable to find latest status of (?:TDX |Enclave )?TCB, it is now OutOfDate`)
 	// go-sev-guest: a minimum (MinimumMitigationVector), so tcb_mismatch
 	// like in package attest.
 	mitigationRe = near(pattern(`((?:launch|current) mitigation vector) \((0x[0-9a-f]+)\) is missing required bits; expected at least \((0x[0-9a-f]+)\)`), "mitigation vector", 10, 120)
@@ -66,12 +69,30 @@ var (
 		pattern(`XFAM mismatch: got [0-9a-f]+, want [0-9a-f]+`),
 		pattern(`unauthorized (?:xfam|tdAttributes) 0x[0-9a-f]+ as [A-Za-z0-9]+ 0x[0-9a-f]+ bits are (?:set|unset)`),
 		pattern(`author key missing when required`),
+		pattern(`found unauthorized memory encryption mode`),
+		pattern(`chiphertext hiding in DRAM isn't enforced`),
+		pattern(`required ciphertext hiding in DRAM not enforced`),
+		pattern(`required memory alias check hasn't been completed`),
+		pattern(`unauthorized feature SEV-TIO enabled`),
+		pattern(`required policy ABI version \([0-9]+\.[0-9]+\) is greater than the report's ABI version \([0-9]+\.[0-9]+\)`),
+		// Contrast's TDX validator could not read the PCK certificate's
+		// PIID; ccproxy names the unreadable PCK certificate the same way.
+		pattern(`reading PIID from quote: [^"\n]*`),
 	}
+	// go-sev-guest: the report's CHIP_ID is not the one its VCEK certifies;
+	// attest calls such evidence inconsistent with its own certificates.
+	chipHWIDRe = pattern(`report field CHIP_ID ([0-9a-fA-F]*) is not the same as the VCEK certificate's HWID ([0-9a-fA-F]*)`)
+	// Contrast (some releases): an RTMR of the quote is not among the
+	// trusted values when it builds the validation options.
+	rtmrNotTrustedRe = pattern(`generating validation options: (RTMR\[[0-9]\])[^"\n]*? is not trusted`)
+	// Contrast's insecure validator: REPORT_DATA is not bound to this
+	// handshake.
+	insecureReportDataRe = pattern(`reportData mismatch: expected ([0-9a-fA-F]*), got ([0-9a-fA-F]*)`)
 
 	// Signature and chain failures: only read inside a validator's error,
 	// because outside it "signed by unknown authority" is any TLS client's
 	// complaint about any server.
-	verifyCauseRe = pattern(`^(?:verifying report|report signature verification error|converting report to proto|unmarshaling attestation|getting attestation from report)|could not be verified by any trusted roots|ECDSA verification failure|unable to verify message digest|certificate signed by unknown authority|root certificate's public key does not match|QE Report Data does not match`)
+	verifyCauseRe = pattern(`^(?:verifying report|report signature verification error|converting report to proto|unmarshaling attestation|getting attestation from report|attestation missing report)|could not be verified by any trusted roots|ECDSA verification failure|unable to verify message digest|certificate signed by unknown authority|root certificate's public key does not match|QE Report Data does not match`)
 	fetchCauseRe  = pattern(`could not fetch|kdsintf|failed to fetch|unable to receive|GetCollateral|dial tcp|no such host|timeout`)
 	validatingRe  = pattern(`^validating`)
 )
@@ -405,6 +426,24 @@ func evidenceHits(s *scanner, start, end int) []hit {
 	for _, re := range otherClaimRes {
 		find(re, otherClaimFinding)
 	}
+	find(chipHWIDRe, func(g func(int) string) Finding {
+		return Finding{
+			Mode:    string(failure.EvidenceInvalid),
+			Summary: "the report's CHIP_ID is not the chip its VCEK certificate was issued to",
+			Values:  Values{{"chip_id", trimHex(g(1), 64)}, {"vcek_hwid", trimHex(g(2), 64)}},
+			Meaning: "The report was signed with a VCEK, but it names another chip than the one that VCEK certifies: " +
+				"the evidence is inconsistent with its own certificates (replayed, assembled from parts, or corrupted).",
+			NextSteps: []string{
+				"Check the Coordinator's certificate offline: `ccproxy attest <certificate>` prints the chip ID and the VCEK's HWID.",
+			},
+		}
+	})
+	find(rtmrNotTrustedRe, func(g func(int) string) Finding {
+		return measurementFinding(g(1), "", "")
+	})
+	find(insecureReportDataRe, func(g func(int) string) Finding {
+		return reportDataFinding(s, trimHex(g(2), 64), trimHex(g(1), 64))
+	})
 	sortHits(hits)
 	return hits
 }
@@ -466,6 +505,19 @@ func fieldFinding(s *scanner, platform, field, got, want string) Finding {
 		return reportDataFinding(s, got, want)
 	case "CHIP_ID":
 		return platformFinding("CHIP_ID", got, want)
+	case "QE_VENDOR_ID":
+		// Not a reference value of the manifest: Contrast requires Intel's
+		// quoting enclave, and attest names another vendor's quote
+		// evidence the Coordinator cannot vouch for.
+		return Finding{
+			Mode:    string(failure.EvidenceInvalid),
+			Summary: "the TDX quote was made by another quoting enclave than Intel's",
+			Values:  Values{{"field", field}, {"observed", got}, {"expected", want}},
+			Meaning: "Contrast requires quotes from Intel's quoting enclave (QE_VENDOR_ID " + orNone(want) + "); this one names " + orNone(got) + ", so its signature chain does not vouch for the TD the way Contrast needs.",
+			NextSteps: []string{
+				"Check the host's quote generation service (QGS) and DCAP packages: the quote must come from Intel's QE.",
+			},
+		}
 	}
 	if strings.HasPrefix(field, "RTMR[") {
 		return measurementFinding(field, got, want)
@@ -730,4 +782,52 @@ func orNone(v string) string {
 		return "(empty)"
 	}
 	return v
+}
+
+// bareCauseRe finds a validator's cause that the CLI printed without a
+// "validator <name> failed:" header: with a single validator the newest CLIs
+// return its error as it is, after the nonce prefix or right after the
+// handshake failure.
+var bareCauseRe = pattern(`(?:with AtlsConnectionNonce [0-9a-fA-F]+: |authentication handshake failed: )((?:verifying report(?: signature)?|unmarshaling attestation|validating report (?:data|claims)): )`)
+
+// noReportRe is the newest CLI's ErrBadValidator: a validator passed but
+// handed over no report, so the Coordinator-policy check could not run and
+// the CLI rejects the certificate. The relay sees the client reject a
+// certificate its own check has nothing against.
+var noReportRe = pattern(`validator did not produce a report`)
+
+// ruleBareValidatorCause explains the header-less causes like those inside
+// a validator's error.
+func ruleBareValidatorCause(s *scanner) {
+	s.each(noReportRe, func(m []int) {
+		s.claim(m[0], m[1])
+		s.add(m[0], m[1], Finding{
+			Mode:    string(failure.ClientRejectedCertificate),
+			Summary: "the CLI's validator accepted the evidence but produced no report to check the Coordinator policy on",
+			Values:  s.connValues(m[0]),
+			Meaning: "The newest CLIs check the Coordinator policy hash after a validator accepted the evidence, on the report the validator hands over. None came, so the CLI rejected the certificate for a reason inside the CLI, not in the evidence.",
+			NextSteps: []string{
+				"Report it to the Contrast project with the CLI version; meanwhile `ccproxy probe --coordinator <addr> --manifest manifest.json` checks the evidence independently.",
+			},
+		})
+	})
+	s.each(bareCauseRe, func(m []int) {
+		start := m[2]
+		end := s.lineEnd(start)
+		if q := strings.IndexByte(s.text[start:end], '"'); q >= 0 {
+			end = start + q
+		}
+		hits := evidenceHits(s, start, end)
+		if len(hits) == 0 {
+			hits = []hit{causeHit(s, start, end)}
+		}
+		for _, h := range hits {
+			if !s.free(h.start, h.end) {
+				continue
+			}
+			s.claim(h.start, h.end)
+			h.f.Values = s.connValues(m[0], h.f.Values...)
+			s.add(h.start, h.end, h.f)
+		}
+	})
 }

@@ -52,6 +52,7 @@ var owners = map[failure.Mode]string{
 	failure.CoordinatorAPIError:        "internal/probe",
 	failure.TunnelUnavailable:          "internal/verdict",
 	failure.RelayResourceExhausted:     "proxy/inspect",
+	failure.ManifestInvalid:            "attest",
 }
 
 // allowed are packages that may name any mode, and why. Everything not

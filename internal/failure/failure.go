@@ -43,6 +43,7 @@ const (
 	CoordinatorAPIError        Mode = "coordinator_api_error"
 	TunnelUnavailable          Mode = "tunnel_unavailable"
 	RelayResourceExhausted     Mode = "relay_resource_exhausted"
+	ManifestInvalid            Mode = "manifest_invalid"
 )
 
 // All lists every contract mode in the contract's order.
@@ -54,7 +55,7 @@ var All = []Mode{
 	ReferenceValueMismatch, ClientRejectedCertificate, UnsupportedATLSVersion, ClockSkew,
 	CoordinatorVersionMismatch, TLSAlert, UpstreamReset, CoordinatorRecoveryMode,
 	CoordinatorNoManifest, ManifestMismatch, CoordinatorAPIError, TunnelUnavailable,
-	RelayResourceExhausted,
+	RelayResourceExhausted, ManifestInvalid,
 }
 
 // Known reports whether m is a value of the contract's table.

@@ -159,6 +159,18 @@ func TestRelayRefinesWithProbe(t *testing.T) {
 			check: detailHas("XFAM is 071a060000000000; expected e71a060000000000")},
 		{fault: coordinator.FaultWrongMeasurement, vcpus: 6, wire: failure.ClientRejectedCertificate, want: failure.MeasurementMismatch,
 			check: detailHas("measurement does not match any vCPU count from 1 to 220")},
+		// Issue 24: another release's Coordinator (policy hash and
+		// measurement both wrong) is named by the measurement, as the
+		// newest CLI prints it; only MR_CONFIG_ID's first 32 bytes count;
+		// XFAM differing in its CET bits only passes the newest CLI.
+		{fault: coordinator.FaultPolicyAndMeasurement, wire: failure.ClientRejectedCertificate, want: failure.MeasurementMismatch,
+			check: detailHas("MEASUREMENT is ")},
+		{fault: coordinator.FaultPolicyAndMeasurement, platform: coordinator.PlatformTDX, wire: failure.ClientRejectedCertificate, want: failure.MeasurementMismatch,
+			check: detailHas("MR_TD is ")},
+		{fault: coordinator.FaultPolicyAndMeasurement, vcpus: 6, wire: failure.ClientRejectedCertificate, want: failure.MeasurementMismatch,
+			check: detailHas("measurement does not match any vCPU count from 1 to 220")},
+		{fault: coordinator.FaultXFAMCETOnly, platform: coordinator.PlatformTDX, wire: failure.OK, want: failure.OK, noProbe: true},
+		{fault: coordinator.FaultMRConfigIDTail, platform: coordinator.PlatformTDX, wire: failure.OK, want: failure.OK, noProbe: true},
 		{fault: coordinator.FaultNone, vcpus: 6, wire: failure.OK, want: failure.OK, noProbe: true},
 		{fault: coordinator.FaultOldCoordinator, style: atls.NonceSNI, wire: failure.OK, want: failure.OK, noProbe: true},
 		{fault: coordinator.FaultNone, wire: failure.OK, want: failure.OK, noProbe: true},

@@ -150,7 +150,38 @@ func TestRunNamesCoordinatorStates(t *testing.T) {
 		},
 		{
 			name: "wrong XFAM", cfg: coordinator.Config{Platform: coordinator.PlatformTDX, Fault: coordinator.FaultWrongXFAM}, want: failure.ReferenceValueMismatch,
-			check: wantDetail("XFAM is 071a060000000000; expected e71a060000000000 (Xfam from manifest tdx[0])"),
+			check: wantDetail("XFAM is 071a060000000000; expected e71a060000000000, ignoring the CET bits 11 and 12 as the newest CLI does (Xfam from manifest tdx[0])"),
+		},
+		// Issue 24: several checks failing, per era of the manifest.
+		{
+			name: "policy hash and measurement wrong", cfg: coordinator.Config{Fault: coordinator.FaultPolicyAndMeasurement}, want: failure.MeasurementMismatch,
+			check: wantDetail("MEASUREMENT is "),
+		},
+		{
+			name: "policy hash and measurement wrong, tdx", cfg: coordinator.Config{Platform: coordinator.PlatformTDX, Fault: coordinator.FaultPolicyAndMeasurement}, want: failure.MeasurementMismatch,
+			check: wantDetail("MR_TD is "),
+		},
+		{
+			name: "policy hash and measurement wrong, older manifest",
+			cfg:  coordinator.Config{Fault: coordinator.FaultPolicyAndMeasurement, Manifest: legacyManifest(t, coordinator.PlatformSNP)}, want: failure.PolicyHashMismatch,
+			check: wantDetail("HOST_DATA (policy hash) is "),
+		},
+		{
+			name: "MR_CONFIG_ID tail not zero", cfg: coordinator.Config{Platform: coordinator.PlatformTDX, Fault: coordinator.FaultMRConfigIDTail}, want: failure.OK,
+		},
+		{
+			name: "MR_CONFIG_ID tail not zero, older manifest",
+			cfg:  coordinator.Config{Platform: coordinator.PlatformTDX, Fault: coordinator.FaultMRConfigIDTail, Manifest: legacyManifest(t, coordinator.PlatformTDX)}, want: failure.PolicyHashMismatch,
+			check: wantDetail("its last 16 bytes are "),
+		},
+		{
+			name: "XFAM differs only in CET bits", cfg: coordinator.Config{Platform: coordinator.PlatformTDX, Fault: coordinator.FaultXFAMCETOnly}, want: failure.OK,
+		},
+		{
+			name:  "XFAM differs only in CET bits, older manifest",
+			cfg:   coordinator.Config{Platform: coordinator.PlatformTDX, Fault: coordinator.FaultXFAMCETOnly, Manifest: legacyManifest(t, coordinator.PlatformTDX)},
+			want:  failure.ReferenceValueMismatch,
+			check: wantDetail("XFAM is e702060000000000; expected e71a060000000000 (Xfam from manifest tdx[0])"),
 		},
 		{
 			name: "clock 3h ahead", cfg: coordinator.Config{Fault: coordinator.FaultClockSkew}, want: failure.ClockSkew,
@@ -580,4 +611,15 @@ func mustAuthority(t *testing.T) *attesttest.Authority {
 func chipIDHex(t *testing.T) string {
 	id := mustAuthority(t).ChipID()
 	return hex.EncodeToString(id[:])
+}
+
+// legacyManifest is the shared authority's manifest in the older layout,
+// whose CLI passes the policy hash to the libraries with the other fields.
+func legacyManifest(t *testing.T, platform string) []byte {
+	t.Helper()
+	a, err := authority()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a.LegacyManifestJSON(platform)
 }

@@ -199,6 +199,10 @@ type conn struct {
 	// dialEnd, so an idle connection holds no open span but its root.
 	tl        timeline
 	certCheck chan checked // TLS 1.2: the running evidence check
+	// helloWait, made when a certificate comes before the relay has
+	// observed the ClientHello, is closed once it has, or once the client
+	// direction ended without one (see startCertCheck).
+	helloWait chan struct{}
 	// The root span's attributes known before the close are kept here
 	// (or in info and the classifier's facts) and set at the close
 	// (openAttrs): the SDK span would hold each as a 64-byte key-value
@@ -296,6 +300,7 @@ func (o *conn) onEvent(ev inspect.Event) {
 	case inspect.KindClientHello:
 		if !hadHello {
 			o.hsStart, o.hello = now.UnixNano(), ev.ClientHello
+			o.helloSeen()
 		}
 	case inspect.KindCertificate:
 		if ev.Dir == inspect.ServerToClient && o.certCheck == nil && len(ev.Certificates) > 0 {
@@ -367,6 +372,12 @@ func helloAttrs(span oteltrace.Span, h *inspect.ClientHello) {
 // verification takes milliseconds, and forwarding must not wait for it. The
 // checker (package attest) judges the bytes as they came, a certificate
 // that does not parse included; without one the evidence stays unverified.
+//
+// The check needs the client's nonce, and the relay observes each chunk
+// after forwarding it: the upstream's certificate can reach this parser
+// before the client's goroutine has handed its ClientHello to the other
+// one. Then the check waits until it has, or until the client direction
+// ended without one; it never checks without a nonce it is about to get.
 func (o *conn) startCertCheck(ders [][]byte) {
 	o.certCheck = make(chan checked, 1)
 	o.certOIDs = []string{}
@@ -375,21 +386,41 @@ func (o *conn) startCertCheck(ders [][]byte) {
 			o.certOIDs = append(o.certOIDs, e.Id.String())
 		}
 	}
-	var nonce []byte
-	if f := o.cls.Facts(); f.Hello != nil {
-		nonce, _, _ = atls.NonceFromHello(f.Hello.ServerName, f.Hello.ALPN)
+	var wait chan struct{}
+	if o.hello == nil {
+		o.helloWait = make(chan struct{})
+		wait = o.helloWait
 	}
 	check := o.w.cfg.CheckCert
 	ctx := o.ctx
 	der := ders[0]
 	go func() {
+		if wait != nil {
+			<-wait
+		}
 		c := checked{start: time.Now(), ev: Evidence{Verdict: "unverified"}}
+		o.mu.Lock()
+		h := o.hello
+		o.mu.Unlock()
+		var nonce []byte
+		if h != nil {
+			nonce, _, _ = atls.NonceFromHello(h.ServerName, h.ALPN)
+		}
 		if check != nil {
 			c.ev = check(ctx, der, nonce)
 		}
 		c.end = time.Now()
 		o.certCheck <- c
 	}()
+}
+
+// helloSeen releases a certificate check waiting for the ClientHello
+// (startCertCheck); o.mu is held.
+func (o *conn) helloSeen() {
+	if o.helloWait != nil {
+		close(o.helloWait)
+		o.helloWait = nil
+	}
 }
 
 // checked is a finished evidence check: what it found and when it ran
@@ -403,6 +434,9 @@ func (o *conn) Ended(dir proxy.Direction, err error, at time.Time) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.cls.Ended(inspectDir(dir), err, at)
+	if dir == proxy.ClientToUpstream {
+		o.helloSeen() // every ClientHello the client sent was observed by now
+	}
 	o.run.Over(at) // the client may retry from now on
 	o.tl.ended(dir, err, at)
 }

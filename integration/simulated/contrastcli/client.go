@@ -72,17 +72,11 @@ func Dial(_ context.Context, addr string, opts Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	policyHash := opts.PolicyHash
-	if policyHash == nil {
-		if policyHash, err = m.coordinatorPolicyHash(); err != nil {
-			return nil, fmt.Errorf("getting coordinator policy hash: %w", err)
-		}
-	}
-	validators, err := validatorsFromManifest(m, policyHash, opts)
+	validators, coordinatorHashes, err := validatorsFor(m, opts)
 	if err != nil {
-		return nil, fmt.Errorf("getting validators: %w", err)
+		return nil, err
 	}
-	c := &creds{style: opts.NonceStyle, validators: validators, maxTLS12: opts.MaxTLS12}
+	c := &creds{style: opts.NonceStyle, validators: validators, coordinatorHashes: coordinatorHashes, maxTLS12: opts.MaxTLS12}
 	dial := opts.Dialer
 	if dial == nil {
 		var d net.Dialer
@@ -101,6 +95,36 @@ func Dial(_ context.Context, addr string, opts Options) (*Client, error) {
 		return nil, fmt.Errorf("dialing coordinator: %w", err)
 	}
 	return &Client{conn: conn, creds: c, opts: opts}, nil
+}
+
+// validatorsFor is what `contrast set` and `verify` do before they dial:
+// validate the manifest, then build the validators of its era. The newest
+// CLI checks the Coordinator policy after a validator passed
+// (coordinatorHashes); older ones give it to the libraries.
+func validatorsFor(m *manifest, opts Options) ([]validator, [][]byte, error) {
+	if err := m.validate(); err != nil {
+		return nil, nil, fmt.Errorf("validating manifest: %w", err)
+	}
+	var policyHash []byte
+	var coordinatorHashes [][]byte
+	switch {
+	case m.newest() && opts.PolicyHash != nil:
+		coordinatorHashes = [][]byte{opts.PolicyHash}
+	case m.newest():
+		coordinatorHashes = m.coordinatorPolicyHashes()
+	case opts.PolicyHash != nil:
+		policyHash = opts.PolicyHash
+	default:
+		var err error
+		if policyHash, err = m.coordinatorPolicyHash(); err != nil {
+			return nil, nil, fmt.Errorf("getting coordinator policy hash: %w", err)
+		}
+	}
+	validators, err := validatorsFromManifest(m, policyHash, opts)
+	if err != nil {
+		return nil, nil, fmt.Errorf("getting validators: %w", err)
+	}
+	return validators, coordinatorHashes, nil
 }
 
 // Close closes the connection.

@@ -22,7 +22,9 @@ import (
 type creds struct {
 	style      atls.NonceStyle
 	validators []validator
-	maxTLS12   bool
+	// coordinatorHashes: the newest CLI's post-validation policy check.
+	coordinatorHashes [][]byte
+	maxTLS12          bool
 
 	mu       sync.Mutex
 	attempts []Attempt
@@ -55,7 +57,7 @@ func (c *creds) ClientHandshake(ctx context.Context, authority string, rawConn n
 		if len(c.validators) == 0 {
 			return nil
 		}
-		return verifyEmbeddedReport(ctx, c.validators, cert, nonce)
+		return verifyEmbeddedReport(ctx, c.validators, cert, nonce, c.coordinatorHashes)
 	})
 	if c.maxTLS12 {
 		cfg.MaxVersion = tls.VersionTLS12

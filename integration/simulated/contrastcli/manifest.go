@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"sort"
 
 	"github.com/ccproxy-dev/ccproxy/attest/idblock"
 	"github.com/ccproxy-dev/ccproxy/attest/snpmeasure"
@@ -26,6 +27,69 @@ import (
 type manifest struct {
 	Policies        map[string]policyEntry
 	ReferenceValues referenceValues
+	// WorkloadOwnerPubKeys is written (possibly empty) by the newest CLI
+	// only, whose CoordinatorValidator checks the policy hash after
+	// validation against every Coordinator policy.
+	WorkloadOwnerPubKeys *[]string
+}
+
+// newest reports whether the manifest is of the newest CLI.
+func (m *manifest) newest() bool { return m.WorkloadOwnerPubKeys != nil }
+
+// validate is the part of Manifest.Validate the simulated CLI models: the
+// Coordinator policy count its era requires (at least one in the newest,
+// exactly one before) and, in the newest, the guest-policy flags a manifest
+// may not change.
+func (m *manifest) validate() error {
+	n := len(m.coordinatorPolicies())
+	switch {
+	case m.newest() && n == 0:
+		return errors.New("expected at least 1 policy with role 'coordinator'")
+	case !m.newest() && n != 1:
+		return fmt.Errorf("expected exactly 1 policy with role 'coordinator', got %d", n)
+	}
+	if !m.newest() {
+		return nil
+	}
+	var errs []error
+	for i, ref := range m.ReferenceValues.SNP {
+		p := ref.GuestPolicy
+		for _, f := range []struct {
+			name string
+			bad  bool
+		}{
+			{"SMT", !p.SMT}, {"MigrateMA", p.MigrateMA}, {"Debug", p.Debug},
+			{"SingleSocket", p.SingleSocket}, {"CXLAllowed", p.CXLAllowed},
+		} {
+			if f.bad {
+				errs = append(errs, fmt.Errorf("ReferenceValues.snp[%d].GuestPolicy.%s: modifying this field is not permitted", i, f.name))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (m *manifest) coordinatorPolicies() []string {
+	var found []string
+	for h, p := range m.Policies {
+		if p.Role == roleCoordinator {
+			found = append(found, h)
+		}
+	}
+	sort.Strings(found)
+	return found
+}
+
+// coordinatorPolicyHashes are all Coordinator policy hashes
+// (Manifest.CoordinatorPolicyHashes); ones that are no hash are skipped.
+func (m *manifest) coordinatorPolicyHashes() [][]byte {
+	var out [][]byte
+	for _, h := range m.coordinatorPolicies() {
+		if b, err := hex.DecodeString(h); err == nil && len(b) == 32 {
+			out = append(out, b)
+		}
+	}
+	return out
 }
 
 type policyEntry struct {

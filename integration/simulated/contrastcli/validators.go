@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/asn1"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
@@ -55,6 +56,8 @@ func validatorsFromManifest(m *manifest, policyHash []byte, opts Options) ([]val
 		if err != nil {
 			return nil, fmt.Errorf("getting SNP validate options: %w", err)
 		}
+		// Older CLIs pass the policy hash to go-sev-guest; the newest
+		// checks it after validation (policyHash nil here).
 		validateOpts.HostData = policyHash
 		name := fmt.Sprintf("snp-%d-%s", i, strings.TrimPrefix(verifyOpts.Product.GetName().String(), "SEV_PRODUCT_"))
 		vs = append(vs, &snpValidator{verifyOpts: verifyOpts, validateOpts: validateOpts, allowedChipIDs: chipIDs, seed: seed, name: name})
@@ -66,8 +69,11 @@ func validatorsFromManifest(m *manifest, policyHash []byte, opts Options) ([]val
 		if err != nil {
 			return nil, fmt.Errorf("generating TDX validation options: %w", err)
 		}
-		validateOpts.TdQuoteBodyOptions.MrConfigID = mrConfigID[:]
-		vs = append(vs, &tdxValidator{verifyOpts: verifyOpts, validateOpts: validateOpts, allowedPIIDs: piids, name: fmt.Sprintf("tdx-%d", i)})
+		if policyHash != nil {
+			validateOpts.TdQuoteBodyOptions.MrConfigID = mrConfigID[:]
+		}
+		vs = append(vs, &tdxValidator{verifyOpts: verifyOpts, validateOpts: validateOpts, allowedPIIDs: piids, name: fmt.Sprintf("tdx-%d", i),
+			xfamIgnoringCET: m.newest()})
 	}
 	return vs, nil
 }
@@ -76,7 +82,13 @@ func validatorsFromManifest(m *manifest, policyHash []byte, opts Options) ([]val
 // validator that accepts any attestation extension wins; otherwise the error
 // says whether there was no extension, no validator for it, or why each
 // matching validator failed.
-func verifyEmbeddedReport(ctx context.Context, validators []validator, cert *x509.Certificate, nonce []byte) (retErr error) {
+//
+// coordinatorHashes non-nil makes it the newest CLI's CoordinatorValidator
+// (internal/manifest/validators.go): the validators run without the policy
+// hash, and the document a validator accepted must then carry one of these
+// hashes (SNP HOST_DATA, TDX MR_CONFIG_ID[:32]), else
+// "wrong policy hash for Coordinator: got <hex>, want [<hex> ...]".
+func verifyEmbeddedReport(ctx context.Context, validators []validator, cert *x509.Certificate, nonce []byte, coordinatorHashes [][]byte) (retErr error) {
 	spki, err := x509.MarshalPKIXPublicKey(cert.PublicKey)
 	if err != nil {
 		return fmt.Errorf("marshal public key: %w", err)
@@ -95,7 +107,10 @@ func verifyEmbeddedReport(ctx context.Context, validators []validator, cert *x50
 			foundMatchingValidator = true
 			verr := v.Validate(ctx, ex.Value, expected[:])
 			if verr == nil {
-				return nil
+				if coordinatorHashes == nil {
+					return nil
+				}
+				return checkCoordinatorPolicy(ex.Id, ex.Value, coordinatorHashes, nonce)
 			}
 			retErr = errors.Join(retErr, fmt.Errorf(" validator %s failed: %w", v.String(), verr))
 		}
@@ -198,6 +213,9 @@ type tdxValidator struct {
 	validateOpts *tdxvalidate.Options
 	allowedPIIDs [][]byte
 	name         string
+	// xfamIgnoringCET: the newest CLI compares XFAM itself, ignoring the
+	// CET bits, before go-tdx-guest's call (which then skips XFAM).
+	xfamIgnoringCET bool
 }
 
 func (v *tdxValidator) OID() asn1.ObjectIdentifier { return atls.OIDTDX() }
@@ -217,6 +235,12 @@ func (v *tdxValidator) Validate(_ context.Context, attDoc []byte, reportData []b
 	}
 	opts := *v.validateOpts
 	opts.TdQuoteBodyOptions.ReportData = reportData
+	if ref := opts.TdQuoteBodyOptions.Xfam; v.xfamIgnoringCET && ref != nil {
+		if err := validateXfamIgnoringCET(quote.GetTdQuoteBody().GetXfam(), ref); err != nil {
+			return fmt.Errorf("validating xfam: %w", err)
+		}
+		opts.TdQuoteBodyOptions.Xfam = nil
+	}
 	if err := tdxvalidate.TdxQuote(quote, &opts); err != nil {
 		return fmt.Errorf("validating report data: %w", err)
 	}
@@ -228,6 +252,26 @@ func (v *tdxValidator) Validate(_ context.Context, attDoc []byte, reportData []b
 		if !slices.ContainsFunc(v.allowedPIIDs, func(id []byte) bool { return bytes.Equal(id, piid) }) {
 			return fmt.Errorf("PIID %x not in allowed PIIDs", piid)
 		}
+	}
+	return nil
+}
+
+// xfamCETMask covers XFAM's CET bits: CET_U (11) and CET_S (12), which
+// QEMU sets on hosts whose CPU supports CET.
+const xfamCETMask = uint64(1)<<11 | uint64(1)<<12
+
+// validateXfamIgnoringCET is the newest CLI's XFAM comparison
+// (internal/attestation/tdx/validator.go), with its texts.
+func validateXfamIgnoringCET(quoteXfam, refXfam []byte) error {
+	const xfamSize = 8
+	if len(quoteXfam) != xfamSize {
+		return fmt.Errorf("quote XFAM has length %d, want %d", len(quoteXfam), xfamSize)
+	}
+	if len(refXfam) != xfamSize {
+		return fmt.Errorf("reference XFAM has length %d, want %d", len(refXfam), xfamSize)
+	}
+	if binary.LittleEndian.Uint64(quoteXfam)&^xfamCETMask != binary.LittleEndian.Uint64(refXfam)&^xfamCETMask {
+		return fmt.Errorf("XFAM mismatch: got %x, want %x (ignoring CET bits)", quoteXfam, refXfam)
 	}
 	return nil
 }
@@ -295,4 +339,43 @@ func piidFromSGXExtension(der []byte) ([]byte, error) {
 		return bytes.Clone(e.Value.Bytes), nil
 	}
 	return nil, errors.New("extracting PCK certificate extensions: no PIID")
+}
+
+// errWrongCoordinatorPolicyHash is manifest.ErrWrongCoordinatorPolicyHash.
+var errWrongCoordinatorPolicyHash = errors.New("wrong policy hash for Coordinator")
+
+// checkCoordinatorPolicy is the post-validation step of the newest CLI's
+// coordinatorValidator: the accepted report's HostData (SNP HOST_DATA, TDX
+// MR_CONFIG_ID's first 32 bytes) must be one of the manifest's Coordinator
+// policy hashes. The hashes print as Go prints a []HexString: [a b].
+func checkCoordinatorPolicy(oid asn1.ObjectIdentifier, doc []byte, hashes [][]byte, nonce []byte) error {
+	var got []byte
+	switch {
+	case oid.Equal(atls.OIDSNP()):
+		att := &sevsnp.Attestation{}
+		if err := proto.Unmarshal(doc, att); err != nil {
+			return fmt.Errorf("unmarshaling attestation: %w", err)
+		}
+		got = att.GetReport().GetHostData()
+	case oid.Equal(atls.OIDTDX()):
+		quote := &tdx.QuoteV4{}
+		if err := proto.Unmarshal(doc, quote); err != nil {
+			return fmt.Errorf("unmarshaling attestation: %w", err)
+		}
+		id := quote.GetTdQuoteBody().GetMrConfigId()
+		if len(id) < 32 {
+			return errors.New("validator did not produce a report")
+		}
+		got = id[:32]
+	default:
+		return nil
+	}
+	want := make([]string, len(hashes))
+	for i, h := range hashes {
+		if bytes.Equal(h, got) {
+			return nil
+		}
+		want[i] = hex.EncodeToString(h)
+	}
+	return fmt.Errorf("with AtlsConnectionNonce %s: %w: got %x, want %v", hex.EncodeToString(nonce), errWrongCoordinatorPolicyHash, got, want)
 }

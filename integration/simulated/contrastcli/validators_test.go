@@ -102,7 +102,7 @@ func TestVerifyEmbeddedReport(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			cert := certWith(t, nonce, tc.exts)
-			err := verifyEmbeddedReport(t.Context(), tc.validators, cert, nonce)
+			err := verifyEmbeddedReport(t.Context(), tc.validators, cert, nonce, nil)
 			if tc.want == "" {
 				if err != nil {
 					t.Fatal(err)

@@ -180,15 +180,42 @@ func TestFaults(t *testing.T) {
 		{fault: coordinator.FaultWrongPlatform, want: regexp.QuoteMeta(handshakePrefix + `no matching validators found"`), code: codes.Unavailable},
 		{fault: coordinator.FaultWrongPlatform, platform: coordinator.PlatformTDX, want: regexp.QuoteMeta(handshakePrefix + `no matching validators found"`), code: codes.Unavailable},
 		{
+			// The newest CLI (its manifest layout) checks the policy hash
+			// after a validator passed.
 			fault: coordinator.FaultWrongPolicyHash,
-			want:  regexp.QuoteMeta(handshakePrefix+`with AtlsConnectionNonce <NONCE>:  validator snp-0-MILAN failed: validating report claims: report field HOST_DATA is `) + `[0-9a-f]{64}\. Expect [0-9a-f]{64}`,
+			want:  regexp.QuoteMeta(handshakePrefix+`with AtlsConnectionNonce <NONCE>: wrong policy hash for Coordinator: got `) + `[0-9a-f]{64}, want \[[0-9a-f]{64}\]"$`,
 			code:  codes.Unavailable,
 		},
 		{
 			fault: coordinator.FaultWrongPolicyHash, platform: coordinator.PlatformTDX,
+			want: regexp.QuoteMeta(handshakePrefix+`with AtlsConnectionNonce <NONCE>: wrong policy hash for Coordinator: got `) + `[0-9a-f]{64}, want \[[0-9a-f]{64}\]"$`,
+			code: codes.Unavailable,
+		},
+		{
+			// Older CLIs pass it to the library with the other fields.
+			fault: coordinator.FaultWrongPolicyHash, legacy: true,
+			want: regexp.QuoteMeta(handshakePrefix+`with AtlsConnectionNonce <NONCE>:  validator snp-0-MILAN failed: validating report claims: report field HOST_DATA is `) + `[0-9a-f]{64}\. Expect [0-9a-f]{64}`,
+			code: codes.Unavailable,
+		},
+		{
+			fault: coordinator.FaultWrongPolicyHash, platform: coordinator.PlatformTDX, legacy: true,
 			want: regexp.QuoteMeta(handshakePrefix+`with AtlsConnectionNonce <NONCE>:  validator tdx-0 failed: validating report data: quote field MR_CONFIG_ID is `) + `[0-9a-f]{96}\. Expect [0-9a-f]{64}0{32}`,
 			code: codes.Unavailable,
 		},
+		// Policy hash and measurement both wrong: the newest CLI prints the
+		// measurement (the policy check never runs); older SNP CLIs print
+		// both, HOST_DATA first; older TDX CLIs MR_TD first.
+		{fault: coordinator.FaultPolicyAndMeasurement, want: `validator snp-0-MILAN failed: validating report claims: report field MEASUREMENT is [0-9a-f]{96}\. Expect [0-9a-f]{96}; report ID key not trusted`, code: codes.Unavailable},
+		{fault: coordinator.FaultPolicyAndMeasurement, vcpus: 6, want: `validator snp-0-MILAN failed: measurement does not match any vCPU count from 1 to 220"$`, code: codes.Unavailable},
+		{fault: coordinator.FaultPolicyAndMeasurement, platform: coordinator.PlatformTDX, want: `validator tdx-0 failed: validating report data: quote field MR_TD is [0-9a-f]{96}\. Expect [0-9a-f]{96}"$`, code: codes.Unavailable},
+		{fault: coordinator.FaultPolicyAndMeasurement, legacy: true, want: `validating report claims: report field HOST_DATA is [0-9a-f]{64}\. Expect [0-9a-f]{64}; report field MEASUREMENT is`, code: codes.Unavailable},
+		{fault: coordinator.FaultPolicyAndMeasurement, platform: coordinator.PlatformTDX, legacy: true, want: `validating report data: quote field MR_TD is [0-9a-f]{96}\. Expect [0-9a-f]{96}; quote field MR_CONFIG_ID is`, code: codes.Unavailable},
+		// MR_CONFIG_ID's tail: only older CLIs compare it.
+		{fault: coordinator.FaultMRConfigIDTail, platform: coordinator.PlatformTDX, legacy: true, want: `quote field MR_CONFIG_ID is [0-9a-f]{96}\. Expect [0-9a-f]{64}0{32}`, code: codes.Unavailable},
+		// XFAM differing only in the CET bits: the newest CLI ignores them
+		// (see TestXFAMCETOnlyPassesTheNewestCLI); older CLIs pass XFAM to
+		// go-tdx-guest, which compares all 8 bytes.
+		{fault: coordinator.FaultXFAMCETOnly, platform: coordinator.PlatformTDX, legacy: true, want: `validator tdx-0 failed: validating report data: quote field XFAM is [0-9a-f]{16}\. Expect [0-9a-f]{16}`, code: codes.Unavailable},
 		{fault: coordinator.FaultWrongMeasurement, want: `validator snp-0-MILAN failed: validating report claims: report field MEASUREMENT is [0-9a-f]{96}\. Expect`, code: codes.Unavailable},
 		{fault: coordinator.FaultWrongMeasurement, platform: coordinator.PlatformTDX, want: `validator tdx-0 failed: validating report data: quote field MR_TD is [0-9a-f]{96}\. Expect`, code: codes.Unavailable},
 		{fault: coordinator.FaultTCBLow, want: `validator snp-0-MILAN failed: validating report claims: .*is lower than the policy minimum`, code: codes.Unavailable},
@@ -232,7 +259,8 @@ func TestFaults(t *testing.T) {
 		{fault: coordinator.FaultChipNotAllowed, want: `validator snp-0-MILAN failed: chip ID [0-9a-f]{128} not in allowed chip IDs"$`, code: codes.Unavailable},
 		{fault: coordinator.FaultWrongMeasurement, vcpus: 6, want: `validator snp-0-MILAN failed: measurement does not match any vCPU count from 1 to 220"$`, code: codes.Unavailable},
 		{fault: coordinator.FaultWrongMRSEAM, platform: coordinator.PlatformTDX, want: `validator tdx-0 failed: validating report data: quote field MR_SEAM is [0-9a-f]{96}\. Expect [0-9a-f]{96}`, code: codes.Unavailable},
-		{fault: coordinator.FaultWrongXFAM, platform: coordinator.PlatformTDX, want: `validator tdx-0 failed: validating report data: quote field XFAM is [0-9a-f]{16}\. Expect [0-9a-f]{16}`, code: codes.Unavailable},
+		{fault: coordinator.FaultWrongXFAM, platform: coordinator.PlatformTDX, want: `validator tdx-0 failed: validating xfam: XFAM mismatch: got [0-9a-f]{16}, want [0-9a-f]{16} \(ignoring CET bits\)`, code: codes.Unavailable},
+		{fault: coordinator.FaultWrongXFAM, platform: coordinator.PlatformTDX, legacy: true, want: `validator tdx-0 failed: validating report data: quote field XFAM is [0-9a-f]{16}\. Expect [0-9a-f]{16}`, code: codes.Unavailable},
 	}
 	for _, tc := range tests {
 		platform := tc.platform
@@ -298,6 +326,16 @@ func TestClockSkewTolerated(t *testing.T) {
 	_, err := contrastcli.Verify(t.Context(), addr, cliOptions(c))
 	if err == nil || !strings.Contains(err.Error(), "x509: certificate has expired or is not yet valid: current time") || !strings.Contains(err.Error(), "is after") {
 		t.Fatalf("clock 2.5 h behind: %v", err)
+	}
+}
+
+// TestXFAMCETOnlyPassesTheNewestCLI: a TD whose XFAM differs from the
+// manifest's only in the CET bits (QEMU enables CET where the host CPU has
+// it) passes the newest CLI, which compares XFAM ignoring them.
+func TestXFAMCETOnlyPassesTheNewestCLI(t *testing.T) {
+	c, addr := start(t, coordinator.Config{Platform: coordinator.PlatformTDX, Fault: coordinator.FaultXFAMCETOnly})
+	if _, err := contrastcli.Verify(t.Context(), addr, cliOptions(c)); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -485,5 +523,15 @@ func TestServeStopsOnCancel(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Serve did not return after cancel")
+	}
+}
+
+// TestNewestCLIAcceptsMRConfigIDTail: the newest CLI takes the TDX policy
+// hash from MR_CONFIG_ID's first 32 bytes only (internal/attestation/tdx
+// Report.HostData), so bytes after it do not matter to it.
+func TestNewestCLIAcceptsMRConfigIDTail(t *testing.T) {
+	c, addr := start(t, coordinator.Config{Platform: coordinator.PlatformTDX, Fault: coordinator.FaultMRConfigIDTail})
+	if _, err := contrastcli.Verify(t.Context(), addr, cliOptions(c)); err != nil {
+		t.Fatalf("Verify: %v", err)
 	}
 }

@@ -91,6 +91,17 @@ const (
 	// FaultWrongXFAM: the TD's XFAM (enabled CPU extended features) is not
 	// the manifest's.
 	FaultWrongXFAM Fault = "wrong_xfam"
+	// FaultPolicyAndMeasurement: a Coordinator from another release: both
+	// the policy hash and the launch measurement (MEASUREMENT / MRTD)
+	// differ. Which one the CLI prints depends on its era's check order.
+	FaultPolicyAndMeasurement Fault = "policy_and_measurement"
+	// FaultXFAMCETOnly: the TD's XFAM differs from the manifest's only in
+	// the CET bits (11 and 12).
+	FaultXFAMCETOnly Fault = "xfam_cet_only"
+	// FaultMRConfigIDTail: MR_CONFIG_ID carries the right policy hash in its
+	// first 32 bytes but non-zero bytes after it. The newest CLI compares
+	// only the first 32 bytes; older ones all 48.
+	FaultMRConfigIDTail Fault = "mr_config_id_tail"
 )
 
 // Faults lists every fault except FaultNone.
@@ -103,6 +114,7 @@ func Faults() []Fault {
 		FaultOldCoordinator,
 		FaultRecoveryModeGuard, FaultAPIError, FaultReplayedEvidence,
 		FaultUntrustedIDKey, FaultChipNotAllowed, FaultWrongMRSEAM, FaultWrongXFAM,
+		FaultPolicyAndMeasurement, FaultXFAMCETOnly, FaultMRConfigIDTail,
 	}
 }
 

@@ -69,6 +69,12 @@ func (i *issuer) Issue(ctx context.Context, reportData [64]byte) (asn1.ObjectIde
 		ev.WrongMRSEAM = true
 	case FaultWrongXFAM:
 		ev.WrongXFAM = true
+	case FaultPolicyAndMeasurement:
+		ev.PolicyHash, ev.Measurement = otherPolicyHash(), otherMeasurement()
+	case FaultXFAMCETOnly:
+		ev.XFAMCETOnly = true
+	case FaultMRConfigIDTail:
+		ev.MRConfigIDTail = true
 	}
 	platform := i.c.platform
 	if f == FaultWrongPlatform {
