@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -69,6 +70,20 @@ func TestLivePageTunnelEnds(t *testing.T) {
 	st = pageState(t, serveUI, "the cluster's page shows the upstream_refused connection", func(st live.State) bool { return hasConn(st, failure.UpstreamRefused) })
 	if st.Mode != "tunnel serve" || len(st.Listeners) != 1 || st.Listeners[0].Upstream != refused || st.Chart.Source != "metrics" {
 		t.Errorf("the cluster's page: mode %q, listeners %+v, chart from %q", st.Mode, st.Listeners, st.Chart.Source)
+	}
+	// Each end draws its connection's waterfall; the in-cluster end's
+	// connection span has a parent in the laptop's trace.
+	for _, page := range []string{connectUI, serveUI} {
+		st := pageState(t, page, "the connection", func(st live.State) bool { return len(st.Connections) > 0 })
+		resp, err := http.Get("http://" + page + "/trace/" + st.Connections[0].TraceID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `class="op">ccproxy.connection<`) {
+			t.Errorf("%s: the waterfall of %s: status %d", page, st.Connections[0].TraceID, resp.StatusCode)
+		}
 	}
 	connect.stop(t)
 	serve.stop(t)
