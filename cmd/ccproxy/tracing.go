@@ -106,22 +106,28 @@ func parseFoldConfig(s *settings) (foldConfig, error) {
 }
 
 // startRuns makes the run tracker the relay's connections share: it
-// folds repeats (unless every attempt is to be written), writes each run's
-// summary span and log line, and counts folded root spans. It runs until
-// the returned stop is called, which writes what the runs still hold (each
-// one's last attempt and final summary): call it after the relay drained
-// and before the tracer provider shuts down.
+// folds repeats (unless every attempt is to be written) and counts folded
+// root spans; see startTracker.
 func (c foldConfig) startRuns(tp *trace.Provider, log *slog.Logger, m *admin.Metrics) (*runs.Tracker, func()) {
-	var tracer = tp.Tracer()
+	return startTracker(runs.Config{
+		Fold:      !c.every,
+		FoldFirst: c.first,
+		OnFold:    func(k runs.Key) { m.RootSpanFolded(k.Upstream) },
+	}, tp, log)
+}
+
+// startTracker makes a run tracker from cfg that writes each run's summary
+// span and log line. It runs until the returned stop is called, which
+// writes what the runs still hold (each one's last attempt and final
+// summary): call it after the connections drained and before the tracer
+// provider shuts down.
+func startTracker(cfg runs.Config, tp *trace.Provider, log *slog.Logger) (*runs.Tracker, func()) {
+	tracer := tp.Tracer()
 	if !tp.Enabled() {
 		tracer = nil
 	}
-	t := runs.New(runs.Config{
-		Fold:      !c.every,
-		FoldFirst: c.first,
-		Summaries: runs.SummaryWriter(tracer, log),
-		OnFold:    func(k runs.Key) { m.RootSpanFolded(k.Upstream) },
-	})
+	cfg.Summaries = runs.SummaryWriter(tracer, log)
+	t := runs.New(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

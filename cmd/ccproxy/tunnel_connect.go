@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ccproxy-dev/ccproxy/internal/live"
+	"github.com/ccproxy-dev/ccproxy/internal/runs"
 	"github.com/ccproxy-dev/ccproxy/internal/tunnel"
 	"github.com/ccproxy-dev/ccproxy/proxy"
 )
@@ -139,7 +140,13 @@ func runTunnelConnect(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	defer flush()
+	// This end's CLI runs: never folded (the in-cluster end's spans are
+	// children of this end's), summarized, and shown live on the page. It
+	// sees no handshake, so it never waits for one (Settle off).
+	tracker, stopRuns := startTracker(runs.Config{Settle: -1}, tp, log)
+	defer stopRuns()
 	cl := &tunnel.Client{
+		Runs:           tracker,
 		Server:         cfg.server,
 		Routes:         cfg.routes,
 		Cert:           cert,
@@ -159,12 +166,12 @@ func runTunnelConnect(cmd *cobra.Command, _ []string) error {
 		return usageErrorf("%v", err)
 	}
 	// No metrics here: the page counts open connections and modes from
-	// this end's spans, and its runs from the spans in its ring.
+	// this end's spans; its runs in progress come from the tracker.
 	uiRoutes := make([]live.Route, len(cfg.routes))
 	for i, r := range cfg.routes {
 		uiRoutes[i] = live.Route{Listen: r.Listen, Upstream: "route " + cmp.Or(r.Route, "default")}
 	}
-	if err := cfg.common.ui.start(ctx, log, live.Config{Mode: "tunnel connect", Routes: uiRoutes}); err != nil {
+	if err := cfg.common.ui.start(ctx, log, live.Config{Mode: "tunnel connect", Routes: uiRoutes, Runs: tracker.Snapshot}); err != nil {
 		for _, l := range lns {
 			l.Close()
 		}

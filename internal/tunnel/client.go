@@ -60,6 +60,10 @@ type Client struct {
 	Peers  []Fingerprint // the server's certificate, pinned
 
 	Tracer oteltrace.Tracer // nil: no spans
+	// Runs places each local connection in its client's CLI run (the root
+	// span's trace.RunAttempt and link); nil: a tracker of the Client's
+	// own. This end sees no handshake: give it one with Settle off.
+	Runs *runs.Tracker
 
 	// DialTimeout bounds how long a new local connection waits for a
 	// tunnel stream, including for the tunnel to come up; it also bounds
@@ -166,8 +170,11 @@ func (c *Client) Serve(ctx context.Context, lns []net.Listener) error {
 	if tracer == nil {
 		tracer = noop.NewTracerProvider().Tracer("")
 	}
+	if c.Runs == nil {
+		c.Runs = runs.New(runs.Config{Settle: -1})
+	}
 	cs := &clientState{
-		runs:    runs.New(runs.Config{Settle: -1}),
+		runs:    c.Runs,
 		c:       c,
 		log:     c.logger(),
 		tr:      tr,
