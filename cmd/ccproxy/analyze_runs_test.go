@@ -35,12 +35,41 @@ type rootSpan struct {
 
 func rootSpans(t *testing.T, path string) []rootSpan {
 	t.Helper()
+	var out []rootSpan
+	eachSpan(t, path, func(s ptrace.Span) {
+		if s.Name() != trace.SpanConnection {
+			return
+		}
+		r := rootSpan{traceID: s.TraceID().String(), spanID: s.SpanID().String(), start: s.StartTimestamp().AsTime()}
+		if v, ok := s.Attributes().Get(string(trace.ClientAddress)); ok {
+			r.client = v.Str()
+		}
+		if v, ok := s.Attributes().Get(string(trace.FailureMode)); ok {
+			r.mode = v.Str()
+		}
+		if v, ok := s.Attributes().Get(string(trace.RunAttempt)); ok {
+			r.attempt = v.Int()
+		} else {
+			t.Errorf("connection span without %s", trace.RunAttempt)
+		}
+		for l := range s.Links().Len() {
+			link := s.Links().At(l)
+			r.links = append(r.links, link.TraceID().String()+"/"+link.SpanID().String())
+		}
+		out = append(out, r)
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].start.Before(out[j].start) })
+	return out
+}
+
+// eachSpan calls fn for every span of an OTLP/JSON lines file.
+func eachSpan(t *testing.T, path string, fn func(ptrace.Span)) {
+	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var out []rootSpan
 	sc := bufio.NewScanner(f)
 	sc.Buffer(nil, 64<<20)
 	for sc.Scan() {
@@ -51,35 +80,15 @@ func rootSpans(t *testing.T, path string) []rootSpan {
 		for i := range td.ResourceSpans().Len() {
 			ss := td.ResourceSpans().At(i).ScopeSpans()
 			for j := range ss.Len() {
-				spans := ss.At(j).Spans()
-				for k := range spans.Len() {
-					s := spans.At(k)
-					if s.Name() != trace.SpanConnection {
-						continue
-					}
-					r := rootSpan{traceID: s.TraceID().String(), spanID: s.SpanID().String(), start: s.StartTimestamp().AsTime()}
-					if v, ok := s.Attributes().Get(string(trace.ClientAddress)); ok {
-						r.client = v.Str()
-					}
-					if v, ok := s.Attributes().Get(string(trace.FailureMode)); ok {
-						r.mode = v.Str()
-					}
-					if v, ok := s.Attributes().Get(string(trace.RunAttempt)); ok {
-						r.attempt = v.Int()
-					} else {
-						t.Errorf("connection span without %s", trace.RunAttempt)
-					}
-					for l := range s.Links().Len() {
-						link := s.Links().At(l)
-						r.links = append(r.links, link.TraceID().String()+"/"+link.SpanID().String())
-					}
-					out = append(out, r)
+				for k := range ss.At(j).Spans().Len() {
+					fn(ss.At(j).Spans().At(k))
 				}
 			}
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].start.Before(out[j].start) })
-	return out
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // runsFixture runs a simulated Coordinator and the ccproxy binary in front

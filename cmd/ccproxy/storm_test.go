@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"crypto/tls"
 	"encoding/json"
 	"net"
@@ -85,28 +84,8 @@ func (f *stormFixture) stop(t *testing.T) {
 // spanNames counts the file's spans by name.
 func spanNames(t *testing.T, path string) map[string]int {
 	t.Helper()
-	fh, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fh.Close()
 	names := map[string]int{}
-	sc := bufio.NewScanner(fh)
-	sc.Buffer(nil, 64<<20)
-	for sc.Scan() {
-		td, err := (&ptrace.JSONUnmarshaler{}).UnmarshalTraces(sc.Bytes())
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := range td.ResourceSpans().Len() {
-			ss := td.ResourceSpans().At(i).ScopeSpans()
-			for j := range ss.Len() {
-				for k := range ss.At(j).Spans().Len() {
-					names[ss.At(j).Spans().At(k).Name()]++
-				}
-			}
-		}
-	}
+	eachSpan(t, path, func(s ptrace.Span) { names[s.Name()]++ })
 	return names
 }
 

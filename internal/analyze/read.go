@@ -217,17 +217,7 @@ func (r *Reader) ReadOTLPJSON(in io.Reader, name string) (ReadStats, error) {
 			st.skip(name, st.Lines, err)
 			continue
 		}
-		rss := td.ResourceSpans()
-		for i := range rss.Len() {
-			sss := rss.At(i).ScopeSpans()
-			for j := range sss.Len() {
-				spans := sss.At(j).Spans()
-				for k := range spans.Len() {
-					st.Spans++
-					st.Connections += r.span(spans.At(k))
-				}
-			}
-		}
+		st.Add(r.ReadTraces(td))
 	}
 	if err := sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {
