@@ -131,7 +131,37 @@ type relay struct {
 	// dir closes a destination it could not write to; see readEOFWasReset.
 	finSent   [2]atomic.Bool
 	dstFailed [2]atomic.Bool
+
+	// The hand-off to the event loop (loop_linux.go). hmu guards dstate.
+	// The direction that finishes its inspection second asks the other,
+	// which is forwarding on its goroutine, to yield (yieldReq, and a read
+	// deadline in the past to wake it) and waits for the answer on
+	// yielded: true when it stopped, false when it ended instead.
+	hmu      sync.Mutex
+	dstate   [2]dirState
+	yieldReq [2]atomic.Bool
+	yielded  chan bool
+	end      func() // one call per direction that ended on its goroutine
+	done     func() // the connection is over (Proxy's accounting)
+	inLoop   *loopConn
+	loop     *evLoop
 }
+
+// dirState is where a direction is, for the hand-off to the event loop.
+type dirState uint8
+
+const (
+	dirInspecting dirState = iota // in inspectCopy
+	dirForwarding                 // past inspection, forwarding on its goroutine
+	dirEnded                      // its source ended
+)
+
+// errYield ends a direction's goroutine because the connection moves to
+// the event loop; it never reaches the observer.
+var errYield = errors.New("moved to the event loop")
+
+// aLongTimeAgo is a read deadline that wakes a waiting read at once.
+var aLongTimeAgo = time.Unix(1, 0)
 
 // abort closes both sides at once (drain timeout reached).
 func (r *relay) abort() {
@@ -142,6 +172,7 @@ func (r *relay) abort() {
 		if r.upstream != nil {
 			r.upstream.Close()
 		}
+		r.abortInLoop()
 		r.upMu.Unlock()
 	})
 }
@@ -179,7 +210,9 @@ func (r *relay) run(ctx context.Context, dial func(context.Context) (net.Conn, e
 
 	var left atomic.Int32
 	left.Store(2)
-	end := func() {
+	r.done = done
+	r.yielded = make(chan bool, 1)
+	r.end = func() {
 		if left.Add(-1) != 0 {
 			return
 		}
@@ -192,37 +225,134 @@ func (r *relay) run(ctx context.Context, dial func(context.Context) (net.Conn, e
 		})
 		done()
 	}
-	go r.copyClientToUpstream(end)
-	go r.copyUpstreamToClient(end)
+	if loopAvailable() && !r.inspect[0].Load() && !r.inspect[1].Load() && r.handOff() {
+		return // nothing to inspect: straight to the event loop
+	}
+	go r.copyClientToUpstream()
+	go r.copyUpstreamToClient()
+}
+
+// closedInLoop is the end of a connection the event loop carried: both
+// sockets are closed and both directions ended.
+func (r *relay) closedInLoop(s Stats) {
+	r.obs.Closed(s)
+	r.done()
 }
 
 // Named per direction so goroutine dumps say what each goroutine is.
-func (r *relay) copyClientToUpstream(done func()) {
-	r.pipe(ClientToUpstream, r.client, r.upstream, done)
+func (r *relay) copyClientToUpstream() {
+	r.pipe(ClientToUpstream, r.client, r.upstream)
 }
 
-func (r *relay) copyUpstreamToClient(done func()) {
-	r.pipe(UpstreamToClient, r.upstream, r.client, done)
+func (r *relay) copyUpstreamToClient() {
+	r.pipe(UpstreamToClient, r.upstream, r.client)
+}
+
+// ends returns dir's source and destination.
+func (r *relay) ends(dir Direction) (src, dst net.Conn) {
+	if dir == ClientToUpstream {
+		return r.client, r.upstream
+	}
+	return r.upstream, r.client
 }
 
 // pipe copies src to dst in direction dir until src ends, then forwards the
-// end: CloseWrite for a FIN, a reset for anything else.
-func (r *relay) pipe(dir Direction, src, dst net.Conn, done func()) {
+// end: CloseWrite for a FIN, a reset for anything else. Once both
+// directions are past their inspection the connection moves to the event
+// loop (where there is one) and pipe returns early.
+func (r *relay) pipe(dir Direction, src, dst net.Conn) {
 	inspected := r.inspect[dir].Load()
 	err := r.inspectCopy(dir, src, dst)
-	if err == nil && inspected {
+	if err != nil {
+		r.ended(dir, src, dst, err)
+		return
+	}
+	if loopAvailable() && r.toLoop(dir) {
+		return
+	}
+	if inspected {
 		// Parsing the handshake grew this goroutine's stack to 8 KiB, and Go
 		// shrinks a parked goroutine's stack only when under a quarter of it
 		// is in use, which a splice wait's never is. The splice phase, which
 		// may idle for hours, gets a fresh 2 KiB stack instead.
-		go func() { r.finish(dir, src, dst, r.spliceCopy(dir, src, dst)); done() }()
+		go r.forward(dir, src, dst)
 		return
 	}
-	if err == nil {
-		err = r.spliceCopy(dir, src, dst)
+	r.forward(dir, src, dst)
+}
+
+// forward runs dir past its inspection on its goroutine until src ends or
+// the connection moves to the event loop.
+func (r *relay) forward(dir Direction, src, dst net.Conn) {
+	err := r.spliceCopy(dir, src, dst)
+	if err == errYield {
+		r.yielded <- true
+		return
 	}
+	r.ended(dir, src, dst, err)
+}
+
+// ended finishes dir on its goroutine and answers a pending yield request
+// with no.
+func (r *relay) ended(dir Direction, src, dst net.Conn, err error) {
+	r.hmu.Lock()
+	r.dstate[dir] = dirEnded
+	asked := r.yieldReq[dir].Load()
+	r.hmu.Unlock()
 	r.finish(dir, src, dst, err)
-	done()
+	if asked {
+		r.yielded <- false
+	}
+	r.end()
+}
+
+// toLoop is called by dir once its inspection is over. When the other
+// direction is still inspecting (or ended), dir forwards on its goroutine
+// for now and toLoop returns false. When the other is already forwarding,
+// it is asked to yield; once it has, the connection moves to the event
+// loop and toLoop returns true. If the move fails, both directions go on
+// on goroutines.
+func (r *relay) toLoop(dir Direction) bool {
+	other := 1 - dir
+	r.hmu.Lock()
+	r.dstate[dir] = dirForwarding
+	if r.dstate[other] != dirForwarding {
+		r.hmu.Unlock()
+		return false
+	}
+	r.yieldReq[other].Store(true)
+	r.hmu.Unlock()
+	osrc, odst := r.ends(other)
+	osrc.SetReadDeadline(aLongTimeAgo)
+	if !<-r.yielded {
+		return false
+	}
+	if r.handOff() {
+		return true
+	}
+	r.yieldReq[other].Store(false)
+	if r.idle <= 0 {
+		osrc.SetReadDeadline(time.Time{})
+	}
+	go r.forward(other, osrc, odst)
+	return false
+}
+
+// readErr, writeErr and closedErr are the errors the event loop ends a
+// direction with, worded as the net package words them for a net.Conn.
+func (r *relay) readErr(dir Direction, errno error) error {
+	src, _ := r.ends(dir)
+	return &net.OpError{Op: "read", Net: "tcp", Source: src.LocalAddr(), Addr: src.RemoteAddr(), Err: os.NewSyscallError("read", errno)}
+}
+
+func (r *relay) writeErr(dir Direction, errno error) error {
+	_, dst := r.ends(dir)
+	return wrapWrite(&net.OpError{Op: "write", Net: "tcp", Source: dst.LocalAddr(), Addr: dst.RemoteAddr(), Err: os.NewSyscallError("write", errno)})
+}
+
+func (r *relay) closedErr(dir Direction) error {
+	src, _ := r.ends(dir)
+	return &net.OpError{Op: "read", Net: "tcp", Source: src.LocalAddr(), Addr: src.RemoteAddr(), Err: net.ErrClosed}
 }
 
 // finish forwards how dir ended: CloseWrite for a FIN, a reset for
@@ -404,6 +534,9 @@ func (r *relay) spliceCopy(dir Direction, src, dst net.Conn) error {
 	lr := &io.LimitedReader{R: src}
 	for {
 		r.armDeadline(src)
+		if r.yieldReq[dir].Load() {
+			return errYield
+		}
 		buf, n, err := readReady(src)
 		if n > 0 {
 			_, werr := dst.Write(buf[:n])
@@ -418,6 +551,9 @@ func (r *relay) spliceCopy(dir Direction, src, dst net.Conn) error {
 		}
 		switch {
 		case err != nil && isTimeout(err):
+			if r.yieldReq[dir].Load() {
+				return errYield
+			}
 			if n == 0 && r.idleExpired(dir) {
 				return ErrIdle
 			}
@@ -451,7 +587,7 @@ func (r *relay) spliceCopy(dir Direction, src, dst net.Conn) error {
 			case err == nil:
 				continue // chunk done
 			case isTimeout(err):
-				if n == 0 && r.idleExpired(dir) {
+				if n == 0 && !r.yieldReq[dir].Load() && r.idleExpired(dir) {
 					return ErrIdle
 				}
 			case isReadErr(err, src):

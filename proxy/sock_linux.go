@@ -106,8 +106,7 @@ func socketAlive(c net.Conn) bool {
 const tcpClose = 7
 
 // peerReset reports whether c's TCP connection is in the CLOSE state
-// (tcp_info.tcpi_state, the first byte of TCP_INFO; reading only four
-// bytes of it is allowed, the kernel copies min(optlen, sizeof)).
+// (see tcpStateFD).
 func peerReset(c net.Conn) bool {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
@@ -118,13 +117,19 @@ func peerReset(c net.Conn) bool {
 		return false
 	}
 	var state byte
-	cerr := raw.Control(func(fd uintptr) {
-		v, err := syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_INFO)
-		if err == nil {
-			var b [4]byte
-			binary.NativeEndian.PutUint32(b[:], uint32(v))
-			state = b[0]
-		}
-	})
+	cerr := raw.Control(func(fd uintptr) { state = tcpStateFD(int(fd)) })
 	return cerr == nil && state == tcpClose
+}
+
+// tcpStateFD returns the TCP state of socket fd (tcp_info.tcpi_state, the
+// first byte of TCP_INFO; reading only four bytes of it is allowed, the
+// kernel copies min(optlen, sizeof)), or 0 when it cannot be read.
+func tcpStateFD(fd int) byte {
+	v, err := syscall.GetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_INFO)
+	if err != nil {
+		return 0
+	}
+	var b [4]byte
+	binary.NativeEndian.PutUint32(b[:], uint32(v))
+	return b[0]
 }

@@ -1,0 +1,662 @@
+//go:build linux
+
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The event loop carries connections past their inspection: both sockets
+// are taken out of Go's poller (dup'd, the net.Conn closed) and watched by
+// epoll on a few locked OS threads, so an idle connection holds no
+// goroutine and no buffer, only its loopConn and its two sockets.
+//
+// For each direction, when its source is readable the loop reads once into
+// the loop's buffer and writes the bytes on: a small message costs
+// epoll_wait, read and write. A read that fills the buffer means a stream:
+// the rest moves with splice(2) through the loop's pipe, the kernel copying.
+// When the destination cannot take everything, the direction keeps what is
+// left (a copy of the bytes, or the pipe itself, and the loop takes a fresh
+// pipe), stops reading its source and waits for the destination to be
+// writable; so a slow reader slows its writer, as TCP does end to end.
+//
+// How a direction ends is forwarded exactly as the goroutine path does
+// (relay.finish): a FIN (read returned 0) becomes shutdown(SHUT_WR) on the
+// destination and the other direction runs on; a reset or read error resets
+// the destination and closes the source; a failed write resets the source
+// and closes the destination. When one direction ended with a close of both
+// sockets, the other ends too, with the error its next read would have
+// returned (the socket closed under it). The idle timeout is a sweep over
+// the loop's connections; drain (Proxy's drain timeout reached) aborts a
+// connection through the loop's queue, ending both directions with
+// ErrAborted. The observer's Ended is called on the loop thread; Closed
+// (which may wait for an evidence check or a probe) on a fresh goroutine,
+// after both sockets are closed.
+
+const (
+	loopBufSize    = 64 << 10 // one per loop; a read that fills it starts splicing
+	loopBudget     = 1 << 20  // bytes one direction may move per wake-up before others get a turn
+	loopMaxThreads = 4
+	loopPipePool   = 8 // empty pipes a loop keeps for the next stream
+	loopEvents     = 256
+)
+
+var (
+	loopsOnce = sync.OnceValue(startLoops)
+	loopNext  uint32
+	loopMu    sync.Mutex
+)
+
+// loopSet is the process's event loops, started on the first hand-off.
+type loopSet struct {
+	loops []*evLoop
+	err   error
+}
+
+func startLoops() *loopSet {
+	n := min(runtime.NumCPU(), loopMaxThreads)
+	set := &loopSet{}
+	for range n {
+		l, err := newEvLoop()
+		if err != nil {
+			set.err = err
+			break
+		}
+		set.loops = append(set.loops, l)
+		go l.run()
+	}
+	return set
+}
+
+// pickLoop returns the loop a new connection goes to (round robin), or nil
+// when none could be started.
+func pickLoop() *evLoop {
+	set := loopsOnce()
+	if len(set.loops) == 0 {
+		return nil
+	}
+	loopMu.Lock()
+	l := set.loops[loopNext%uint32(len(set.loops))]
+	loopNext++
+	loopMu.Unlock()
+	return l
+}
+
+type pipePair struct{ r, w int }
+
+func newPipe() (pipePair, error) {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		return pipePair{-1, -1}, err
+	}
+	return pipePair{p[0], p[1]}, nil
+}
+
+func (p pipePair) close() {
+	unix.Close(p.r)
+	unix.Close(p.w)
+}
+
+// pending is what one direction could not yet write to its destination.
+type pending struct {
+	buf    []byte    // bytes read but not yet written
+	pipe   *pipePair // or: a pipe holding inPipe bytes
+	inPipe int
+}
+
+func (p *pending) empty() bool { return len(p.buf) == 0 && p.inPipe == 0 }
+
+// loopConn is a connection in the loop. Side 0 is the client socket, side
+// 1 the upstream's; direction d reads side d and writes side 1-d.
+type loopConn struct {
+	r       *relay
+	fd      [2]int
+	ev      [2]uint32 // events registered per side, 0 when not registered
+	ended   [2]bool   // per direction
+	finSent [2]bool   // per direction: it forwarded a FIN
+	pend    [2]pending
+	last    int64 // unix nanoseconds of the last byte either way
+	closed  bool
+}
+
+type fdEntry struct {
+	c    *loopConn
+	side uint8
+}
+
+type loopCmd struct {
+	c     *loopConn
+	abort bool
+}
+
+// evLoop is one epoll instance served by one locked OS thread.
+type evLoop struct {
+	epfd, wake int
+
+	mu    sync.Mutex
+	queue []loopCmd
+
+	// Owned by the loop thread.
+	byFD      []fdEntry
+	conns     map[*loopConn]struct{}
+	buf       []byte
+	pipes     []pipePair
+	minIdle   time.Duration
+	nextSweep time.Time
+}
+
+func newEvLoop() (*evLoop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	wake, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, os.NewSyscallError("eventfd", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
+		unix.Close(epfd)
+		unix.Close(wake)
+		return nil, os.NewSyscallError("epoll_ctl", err)
+	}
+	return &evLoop{epfd: epfd, wake: wake, conns: make(map[*loopConn]struct{})}, nil
+}
+
+// post queues a command for the loop thread and wakes it.
+func (l *evLoop) post(cmd loopCmd) {
+	l.mu.Lock()
+	l.queue = append(l.queue, cmd)
+	first := len(l.queue) == 1
+	l.mu.Unlock()
+	if first {
+		var one = [8]byte{1}
+		unix.Write(l.wake, one[:])
+	}
+}
+
+func (l *evLoop) run() {
+	runtime.LockOSThread() // never unlocked: the thread serves this loop only
+	events := make([]unix.EpollEvent, loopEvents)
+	l.buf = make([]byte, loopBufSize)
+	for {
+		timeout := -1
+		if l.minIdle > 0 && len(l.conns) > 0 {
+			timeout = max(int(time.Until(l.nextSweep)/time.Millisecond), 0) + 1
+		}
+		n, err := unix.EpollWait(l.epfd, events, timeout)
+		if err != nil && err != unix.EINTR {
+			panic("proxy: epoll_wait: " + err.Error())
+		}
+		for i := range max(n, 0) {
+			fd := int(events[i].Fd)
+			if fd == l.wake {
+				var b [8]byte
+				unix.Read(l.wake, b[:])
+				continue
+			}
+			if fd < len(l.byFD) && l.byFD[fd].c != nil {
+				e := l.byFD[fd]
+				l.ready(e.c, int(e.side), events[i].Events)
+			}
+		}
+		l.commands()
+		if l.minIdle > 0 && !time.Now().Before(l.nextSweep) {
+			l.sweep()
+		}
+	}
+}
+
+func (l *evLoop) commands() {
+	l.mu.Lock()
+	q := l.queue
+	l.queue = nil
+	l.mu.Unlock()
+	for _, cmd := range q {
+		c := cmd.c
+		if cmd.abort {
+			if !c.closed {
+				l.abort(c)
+			}
+			continue
+		}
+		l.add(c)
+	}
+}
+
+func (l *evLoop) add(c *loopConn) {
+	l.conns[c] = struct{}{}
+	for s := range 2 {
+		if c.fd[s] >= len(l.byFD) {
+			grown := make([]fdEntry, max(c.fd[s]+1, 2*len(l.byFD)))
+			copy(grown, l.byFD)
+			l.byFD = grown
+		}
+		l.byFD[c.fd[s]] = fdEntry{c: c, side: uint8(s)}
+	}
+	c.last = time.Now().UnixNano()
+	if idle := c.r.idle; idle > 0 && (l.minIdle == 0 || idle < l.minIdle) {
+		l.minIdle = idle
+		l.nextSweep = time.Now().Add(l.sweepEvery())
+	}
+	// Bytes may have arrived between the hand-off and now: level-triggered
+	// epoll reports them at once.
+	l.interest(c, 0)
+	l.interest(c, 1)
+}
+
+func (l *evLoop) sweepEvery() time.Duration {
+	return min(max(l.minIdle/4, 5*time.Millisecond), time.Second)
+}
+
+// sweep ends every connection silent both ways for its idle timeout.
+func (l *evLoop) sweep() {
+	now := time.Now()
+	l.nextSweep = now.Add(l.sweepEvery())
+	for c := range l.conns {
+		if c.r.idle > 0 && now.UnixNano()-c.last >= int64(c.r.idle) {
+			l.idleOut(c)
+		}
+	}
+}
+
+// interest registers side s for what the connection now waits for on it:
+// readable while direction s runs and has nothing pending, writable while
+// direction 1-s has bytes pending.
+func (l *evLoop) interest(c *loopConn, s int) {
+	if c.closed {
+		return
+	}
+	var want uint32
+	if !c.ended[s] && c.pend[s].empty() {
+		want |= unix.EPOLLIN
+	}
+	if !c.ended[1-s] && !c.pend[1-s].empty() {
+		want |= unix.EPOLLOUT
+	}
+	if want == c.ev[s] {
+		return
+	}
+	ev := unix.EpollEvent{Events: want, Fd: int32(c.fd[s])}
+	var err error
+	switch {
+	case c.ev[s] == 0:
+		err = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, c.fd[s], &ev)
+	case want == 0:
+		err = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, c.fd[s], nil)
+	default:
+		err = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, c.fd[s], &ev)
+	}
+	if err != nil {
+		// Cannot watch the socket (out of kernel memory): end what
+		// depends on it rather than leave it unwatched forever.
+		l.endDir(c, s, os.NewSyscallError("epoll_ctl", err))
+		return
+	}
+	c.ev[s] = want
+}
+
+// ready handles readiness on side s.
+func (l *evLoop) ready(c *loopConn, s int, events uint32) {
+	if events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 && !c.ended[1-s] && !c.pend[1-s].empty() {
+		l.flush(c, 1-s)
+	}
+	if c.closed {
+		return
+	}
+	if events&(unix.EPOLLIN|unix.EPOLLERR|unix.EPOLLHUP|unix.EPOLLRDHUP) != 0 && !c.ended[s] && c.pend[s].empty() {
+		l.forward(c, s)
+	}
+}
+
+// forward moves what side d's socket has queued to side 1-d.
+func (l *evLoop) forward(c *loopConn, d int) {
+	src, dst := c.fd[d], c.fd[1-d]
+	n, err := readFD(src, l.buf)
+	switch {
+	case err == unix.EAGAIN:
+		return
+	case err != nil:
+		l.endDir(c, d, c.r.readErr(Direction(d), err))
+		return
+	case n == 0:
+		l.eof(c, d)
+		return
+	}
+	l.moved(c, d, n)
+	if !l.write(c, d, l.buf[:n]) || n < len(l.buf) {
+		return // pending, ended, or one message: the next wake-up says more
+	}
+	// The buffer filled: a stream. Let the kernel move the rest.
+	budget := loopBudget
+	for budget > 0 {
+		p, err := l.pipe()
+		if err != nil {
+			return // no pipe (descriptors exhausted): the next wake-up reads again
+		}
+		in, err := unix.Splice(src, nil, p.w, nil, loopBufSize, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return
+		case err != nil:
+			l.endDir(c, d, c.r.readErr(Direction(d), err))
+			return
+		case in == 0:
+			l.eof(c, d)
+			return
+		}
+		l.moved(c, d, int(in))
+		budget -= int(in)
+		left, err := spliceOut(p, dst, int(in))
+		if err != nil {
+			l.endDir(c, d, c.r.writeErr(Direction(d), err))
+			return
+		}
+		if left > 0 {
+			// dst is full: the pipe now belongs to this direction.
+			l.pipes = l.pipes[:len(l.pipes)-1]
+			pp := p
+			c.pend[d] = pending{pipe: &pp, inPipe: left}
+			l.interest(c, d)
+			l.interest(c, 1-d)
+			return
+		}
+	}
+}
+
+// pipe returns an empty pipe for splicing, the last in l.pipes.
+func (l *evLoop) pipe() (pipePair, error) {
+	if len(l.pipes) == 0 {
+		p, err := newPipe()
+		if err != nil {
+			return p, err
+		}
+		l.pipes = append(l.pipes, p)
+	}
+	return l.pipes[len(l.pipes)-1], nil
+}
+
+// spliceOut moves up to n bytes from p to dst, returning how many are
+// left in p (dst would block).
+func spliceOut(p pipePair, dst, n int) (int, error) {
+	for n > 0 {
+		out, err := unix.Splice(p.r, nil, dst, nil, n, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return n, nil
+		case err != nil:
+			return n, err
+		}
+		n -= int(out)
+	}
+	return 0, nil
+}
+
+// write writes b (read in direction d) to side 1-d. It reports whether
+// the direction may go on reading: false when the rest is pending or the
+// direction ended.
+func (l *evLoop) write(c *loopConn, d int, b []byte) bool {
+	for len(b) > 0 {
+		n, err := unix.Write(c.fd[1-d], b)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			c.pend[d] = pending{buf: append([]byte(nil), b...)}
+			l.interest(c, d)
+			l.interest(c, 1-d)
+			return false
+		case err != nil:
+			l.endDir(c, d, c.r.writeErr(Direction(d), err))
+			return false
+		}
+		b = b[n:]
+	}
+	return true
+}
+
+// flush writes what direction d has pending, now that side 1-d is
+// writable (or failed).
+func (l *evLoop) flush(c *loopConn, d int) {
+	p := &c.pend[d]
+	dst := c.fd[1-d]
+	if p.pipe != nil {
+		left, err := spliceOut(*p.pipe, dst, p.inPipe)
+		if err != nil {
+			l.endDir(c, d, c.r.writeErr(Direction(d), err))
+			return
+		}
+		p.inPipe = left
+		if left > 0 {
+			return
+		}
+		l.putPipe(*p.pipe)
+		*p = pending{}
+	} else {
+		for len(p.buf) > 0 {
+			n, err := unix.Write(dst, p.buf)
+			if err == unix.EINTR {
+				continue
+			}
+			if err == unix.EAGAIN {
+				return
+			}
+			if err != nil {
+				l.endDir(c, d, c.r.writeErr(Direction(d), err))
+				return
+			}
+			p.buf = p.buf[n:]
+		}
+		*p = pending{}
+	}
+	l.interest(c, d)
+	l.interest(c, 1-d)
+}
+
+func (l *evLoop) putPipe(p pipePair) {
+	if len(l.pipes) < loopPipePool {
+		l.pipes = append(l.pipes, p)
+		return
+	}
+	p.close()
+}
+
+func (l *evLoop) moved(c *loopConn, d, n int) {
+	c.r.count(Direction(d), n)
+	c.last = time.Now().UnixNano()
+}
+
+// eof ends direction d on a read of 0 bytes: a FIN, unless the socket was
+// in fact reset (see relay.readEOFWasReset).
+func (l *evLoop) eof(c *loopConn, d int) {
+	if tcpStateFD(c.fd[d]) == tcpClose && !c.finSent[1-d] {
+		l.endDir(c, d, errPeerReset)
+		return
+	}
+	l.endDir(c, d, io.EOF)
+}
+
+// idleOut ends a connection silent for its idle timeout: each running
+// direction ends with ErrIdle, and both sides are reset.
+func (l *evLoop) idleOut(c *loopConn) {
+	for d := range 2 {
+		if !c.ended[d] {
+			l.endDir(c, d, ErrIdle)
+		}
+	}
+}
+
+// abort ends every running direction with ErrAborted (the drain timeout).
+func (l *evLoop) abort(c *loopConn) {
+	for d := range 2 {
+		if !c.ended[d] {
+			l.endDir(c, d, ErrAborted)
+		}
+	}
+}
+
+// endDir ends direction d with err and forwards the end as relay.finish
+// does: FIN as FIN, anything else as a reset.
+func (l *evLoop) endDir(c *loopConn, d int, err error) {
+	if c.ended[d] {
+		return
+	}
+	c.ended[d] = true
+	if p := c.pend[d].pipe; p != nil {
+		p.close() // it may hold bytes: never reuse it
+	}
+	c.pend[d] = pending{}
+	c.r.obs.Ended(Direction(d), err, time.Now())
+	src, dst := d, 1-d
+	switch {
+	case c.closed:
+	case errors.Is(err, io.EOF):
+		c.finSent[d] = true
+		unix.Shutdown(c.fd[dst], unix.SHUT_WR)
+		l.interest(c, src)
+		l.interest(c, dst)
+	case errors.Is(err, ErrWrite):
+		l.closeConn(c, src)
+	default:
+		l.closeConn(c, dst)
+	}
+	if c.ended[0] && c.ended[1] {
+		l.closeConn(c, -1)
+	}
+}
+
+// closeConn closes both sockets, resetting side reset (if ≥ 0); a
+// direction still running ends with the error its next read would have
+// seen. Once both directions ended, the observer's Closed and the
+// connection's done run on a fresh goroutine.
+func (l *evLoop) closeConn(c *loopConn, reset int) {
+	if !c.closed {
+		c.closed = true
+		for s := range 2 {
+			if c.ev[s] != 0 {
+				unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, c.fd[s], nil)
+				c.ev[s] = 0
+			}
+			l.byFD[c.fd[s]] = fdEntry{}
+			if s == reset {
+				unix.SetsockoptLinger(c.fd[s], unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+			}
+			unix.Close(c.fd[s])
+		}
+		delete(l.conns, c)
+		for d := range 2 {
+			if !c.ended[d] {
+				l.endDir(c, d, c.r.closedErr(Direction(d)))
+			}
+		}
+	}
+	if c.ended[0] && c.ended[1] && c.r != nil {
+		r := c.r
+		c.r = nil
+		stats := Stats{
+			ClientToUpstream: r.bytes[ClientToUpstream].Load(),
+			UpstreamToClient: r.bytes[UpstreamToClient].Load(),
+			Closed:           time.Now(),
+		}
+		go r.closedInLoop(stats)
+	}
+}
+
+// readFD reads into b, retrying on EINTR.
+func readFD(fd int, b []byte) (int, error) {
+	for {
+		n, err := unix.Read(fd, b)
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
+}
+
+// dupConn returns a duplicate of c's socket descriptor (close-on-exec,
+// non-blocking like the original).
+func dupConn(c net.Conn) (int, error) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return -1, errors.New("not a socket")
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	nfd := -1
+	var derr error
+	if err := raw.Control(func(fd uintptr) {
+		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return -1, err
+	}
+	if derr != nil {
+		return -1, os.NewSyscallError("fcntl(F_DUPFD_CLOEXEC)", derr)
+	}
+	return nfd, nil
+}
+
+// loopAvailable tells whether connections can move to the event loop.
+func loopAvailable() bool { return true }
+
+// handOff moves r's two sockets into an event loop. It reports false (and
+// leaves r untouched) when they cannot move: not both TCP sockets, no
+// descriptor for the duplicates, no loop, or r aborted meanwhile.
+func (r *relay) handOff() bool {
+	if _, ok := r.client.(*net.TCPConn); !ok {
+		return false
+	}
+	if _, ok := r.upstream.(*net.TCPConn); !ok {
+		return false
+	}
+	l := pickLoop()
+	if l == nil {
+		return false
+	}
+	cfd, err := dupConn(r.client)
+	if err != nil {
+		return false
+	}
+	ufd, err := dupConn(r.upstream)
+	if err != nil {
+		unix.Close(cfd)
+		return false
+	}
+	c := &loopConn{r: r, fd: [2]int{cfd, ufd}}
+	r.upMu.Lock()
+	if r.aborted.Load() {
+		r.upMu.Unlock()
+		unix.Close(cfd)
+		unix.Close(ufd)
+		return false
+	}
+	r.inLoop, r.loop = c, l
+	r.upMu.Unlock()
+	// The duplicates keep the sockets open: closing the net.Conns only
+	// takes them out of Go's poller.
+	r.client.Close()
+	r.upstream.Close()
+	l.post(loopCmd{c: c})
+	return true
+}
+
+// abortInLoop asks the loop to abort r's connection; called with r.upMu held.
+func (r *relay) abortInLoop() {
+	if r.inLoop != nil {
+		r.loop.post(loopCmd{c: r.inLoop, abort: true})
+	}
+}

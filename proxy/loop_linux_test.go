@@ -1,0 +1,171 @@
+//go:build linux
+
+package proxy
+
+import (
+	"context"
+	"io"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// firstChunkObserver inspects the first chunk of each direction, so each
+// direction forwards on its goroutine for a while and the connection moves
+// to the event loop through the yield hand-off.
+type firstChunkObserver struct {
+	nopObserver
+	mu     sync.Mutex
+	seen   [2]bool
+	closed *sync.WaitGroup
+	stats  *[2]atomic.Int64
+}
+
+func (o *firstChunkObserver) Data(d Direction, _ []byte, _ time.Time) {
+	o.mu.Lock()
+	o.seen[d] = true
+	o.mu.Unlock()
+}
+
+func (o *firstChunkObserver) Inspecting(d Direction) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return !o.seen[d]
+}
+
+func (o *firstChunkObserver) Closed(s Stats) {
+	o.stats[0].Add(s.ClientToUpstream)
+	o.stats[1].Add(s.UpstreamToClient)
+	o.closed.Done()
+}
+
+// TestLoopIdleConnectionsHoldNoGoroutine holds 1,000 idle connections
+// past their inspection and counts goroutines: the event loop holds them
+// with none each. They still carry bytes afterwards, and each ends with
+// the observer's Closed and exact byte counts.
+func TestLoopIdleConnectionsHoldNoGoroutine(t *testing.T) {
+	const conns = 1000
+	for _, inspect := range []bool{false, true} {
+		name := map[bool]string{false: "plain", true: "inspected"}[inspect]
+		t.Run(name, func(t *testing.T) {
+			// The upstream echoes each connection's first byte from a
+			// short-lived goroutine and then holds the socket with none.
+			upLn, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer upLn.Close()
+			var held sync.Mutex
+			var ups []net.Conn
+			defer func() {
+				held.Lock()
+				for _, c := range ups {
+					c.Close()
+				}
+				held.Unlock()
+			}()
+			go func() {
+				for {
+					c, err := upLn.Accept()
+					if err != nil {
+						return
+					}
+					held.Lock()
+					ups = append(ups, c)
+					held.Unlock()
+					go func() {
+						b := make([]byte, 1)
+						if _, err := io.ReadFull(c, b); err == nil {
+							c.Write(b)
+						}
+					}()
+				}
+			}()
+
+			var closed sync.WaitGroup
+			var stats [2]atomic.Int64
+			addrs := startProxy(t, &Proxy{
+				Routes:      []Route{{Upstream: upLn.Addr().String(), Inspect: inspect}},
+				IdleTimeout: -1,
+				NewObserver: func(context.Context, ConnInfo) Observer {
+					closed.Add(1)
+					return &firstChunkObserver{closed: &closed, stats: &stats}
+				},
+			})
+			before := runtime.NumGoroutine()
+			clients := make([]net.Conn, 0, conns)
+			defer func() {
+				for _, c := range clients {
+					c.Close()
+				}
+			}()
+			for i := range conns {
+				c, err := net.Dial("tcp", addrs[0].String())
+				if err != nil {
+					t.Fatalf("connection %d: %v", i, err)
+				}
+				clients = append(clients, c)
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				if _, err := c.Write([]byte{byte(i)}); err != nil {
+					t.Fatal(err)
+				}
+				b := make([]byte, 1)
+				if _, err := io.ReadFull(c, b); err != nil || b[0] != byte(i) {
+					t.Fatalf("connection %d: echo %v, %v", i, b, err)
+				}
+			}
+			waitNoRelays(t)
+			// Let the upstream's echo goroutines finish.
+			for deadline := time.Now().Add(5 * time.Second); runtime.NumGoroutine() > before+loopMaxThreads+8 && time.Now().Before(deadline); {
+				time.Sleep(10 * time.Millisecond)
+			}
+			after := runtime.NumGoroutine()
+			if extra := after - before; extra > loopMaxThreads+8 {
+				t.Fatalf("%d idle connections hold %d more goroutines (%d → %d), want at most the loop threads", conns, extra, before, after)
+			}
+			t.Logf("%d idle connections: goroutines %d → %d", conns, before, after)
+
+			// Still relayed both ways, byte for byte, from the loop.
+			for i, c := range clients {
+				if _, err := c.Write([]byte{byte(i), 'x'}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			held.Lock()
+			for i, u := range ups {
+				u.SetDeadline(time.Now().Add(10 * time.Second))
+				b := make([]byte, 2)
+				if _, err := io.ReadFull(u, b); err != nil || b[1] != 'x' {
+					t.Fatalf("upstream %d: got %q, %v", i, b, err)
+				}
+				if _, err := u.Write([]byte("yz")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			held.Unlock()
+			for i, c := range clients {
+				b := make([]byte, 2)
+				if _, err := io.ReadFull(c, b); err != nil || string(b) != "yz" {
+					t.Fatalf("client %d: got %q, %v", i, b, err)
+				}
+				c.(*net.TCPConn).CloseWrite()
+			}
+			// The client's FIN reaches the upstream as a FIN.
+			held.Lock()
+			for i, u := range ups {
+				if n, err := u.Read(make([]byte, 1)); err != io.EOF {
+					t.Fatalf("upstream %d after the client's FIN: read %d, %v; want EOF", i, n, err)
+				}
+				u.Close()
+			}
+			held.Unlock()
+			closed.Wait()
+			if c2u, u2c := stats[0].Load(), stats[1].Load(); c2u != 3*conns || u2c != 3*conns {
+				t.Errorf("byte counts %d/%d, want %d each way", c2u, u2c, 3*conns)
+			}
+		})
+	}
+}
