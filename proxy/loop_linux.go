@@ -15,10 +15,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The event loop carries connections past their inspection: both sockets
-// are taken out of Go's poller (dup'd, the net.Conn closed) and watched by
-// epoll on a few locked OS threads, so an idle connection holds no
-// goroutine and no buffer, only its loopConn and its two sockets.
+// The event loop carries connections past their inspection. Each
+// direction joins it on its own, once the observer has seen enough of it:
+// the first to join makes duplicates of both sockets, which the loop's
+// epoll watches; once every direction still running is in the loop, the
+// net.Conns are closed, which takes the sockets out of Go's poller (the
+// duplicates keep them open). An idle connection then holds no goroutine
+// and no buffer, only its loopConn (and the relay and observer state it
+// points to) and its two sockets. A direction still being inspected keeps
+// its goroutine and the net.Conns meanwhile; both work on the same sockets.
 //
 // For each direction, when its source is readable the loop reads once into
 // the loop's buffer and writes the bytes on: a small message costs
@@ -30,17 +35,19 @@ import (
 // writable; so a slow reader slows its writer, as TCP does end to end.
 //
 // How a direction ends is forwarded exactly as the goroutine path does
-// (relay.finish): a FIN (read returned 0) becomes shutdown(SHUT_WR) on the
-// destination and the other direction runs on; a reset or read error resets
-// the destination and closes the source; a failed write resets the source
-// and closes the destination. When one direction ended with a close of both
-// sockets, the other ends too, with the error its next read would have
-// returned (the socket closed under it). The idle timeout is a sweep over
-// the loop's connections; drain (Proxy's drain timeout reached) aborts a
-// connection through the loop's queue, ending both directions with
-// ErrAborted. The observer's Ended is called on the loop thread; Closed
-// (which may wait for an evidence check or a probe) on a fresh goroutine,
-// after both sockets are closed.
+// (relay.finish): a FIN (read returned 0 on a socket that was not reset)
+// becomes shutdown(SHUT_WR) on the destination and the other direction runs
+// on; a reset or read error resets the destination and closes the source;
+// a failed write resets the source and closes the destination. When one
+// direction's end closed both sockets, the other ends too, with the error
+// its next read would have returned (the socket closed under it), or
+// ErrAborted at shutdown. The idle timeout is a sweep over the loop's
+// connections (both directions quiet for the idle timeout); drain (the
+// Proxy's drain timeout reached) aborts a connection through the loop's
+// queue, ending its directions with ErrAborted and resetting both peers.
+// The observer's Ended is called on the loop thread; Closed (which may wait
+// for an evidence check or a probe) on a fresh goroutine, once both
+// directions ended.
 
 const (
 	loopBufSize    = 64 << 10 // one per loop; a read that fills it starts splicing
@@ -115,17 +122,25 @@ type pending struct {
 
 func (p *pending) empty() bool { return len(p.buf) == 0 && p.inPipe == 0 }
 
+// Where a direction is, as the loop sees it.
+const (
+	lcGo    uint8 = iota // on its goroutine (inspecting or forwarding)
+	lcRun                // carried by the loop
+	lcEnded              // ended, here or on its goroutine
+)
+
 // loopConn is a connection in the loop. Side 0 is the client socket, side
-// 1 the upstream's; direction d reads side d and writes side 1-d.
+// 1 the upstream's; direction d reads side d and writes side 1-d. Only the
+// loop thread touches it after the first join.
 type loopConn struct {
-	r       *relay
-	fd      [2]int
-	ev      [2]uint32 // events registered per side, 0 when not registered
-	ended   [2]bool   // per direction
-	finSent [2]bool   // per direction: it forwarded a FIN
-	pend    [2]pending
-	last    int64 // unix nanoseconds of the last byte either way
-	closed  bool
+	r      *relay
+	fd     [2]int    // duplicates of the sockets
+	ev     [2]uint32 // events registered per side, 0 when not registered
+	state  [2]uint8  // per direction
+	pend   [2]pending
+	goOpen bool // the relay's net.Conns are still open
+	added  bool // in the loop's tables
+	closed bool // the duplicates are closed
 }
 
 type fdEntry struct {
@@ -133,9 +148,19 @@ type fdEntry struct {
 	side uint8
 }
 
+type loopOp uint8
+
+const (
+	opJoin    loopOp = iota // dir joins the loop
+	opGoEnded               // dir ended on its goroutine; closed: it closed both sockets
+	opAbort                 // the drain timeout: end everything
+)
+
 type loopCmd struct {
-	c     *loopConn
-	abort bool
+	c      *loopConn
+	dir    Direction
+	op     loopOp
+	closed bool
 }
 
 // evLoop is one epoll instance served by one locked OS thread.
@@ -223,48 +248,103 @@ func (l *evLoop) commands() {
 	l.queue = nil
 	l.mu.Unlock()
 	for _, cmd := range q {
-		c := cmd.c
-		if cmd.abort {
-			if !c.closed {
-				l.abort(c)
-			}
-			continue
+		switch cmd.op {
+		case opJoin:
+			l.join(cmd.c, int(cmd.dir))
+		case opGoEnded:
+			l.goEnded(cmd.c, int(cmd.dir), cmd.closed)
+		case opAbort:
+			l.abort(cmd.c)
 		}
-		l.add(c)
 	}
 }
 
-func (l *evLoop) add(c *loopConn) {
-	l.conns[c] = struct{}{}
-	for s := range 2 {
-		if c.fd[s] >= len(l.byFD) {
-			grown := make([]fdEntry, max(c.fd[s]+1, 2*len(l.byFD)))
-			copy(grown, l.byFD)
-			l.byFD = grown
+// join starts carrying direction d of c.
+func (l *evLoop) join(c *loopConn, d int) {
+	if !c.added {
+		c.added = true
+		l.conns[c] = struct{}{}
+		for s := range 2 {
+			if c.fd[s] >= len(l.byFD) {
+				grown := make([]fdEntry, max(c.fd[s]+1, 2*len(l.byFD)))
+				copy(grown, l.byFD)
+				l.byFD = grown
+			}
+			l.byFD[c.fd[s]] = fdEntry{c: c, side: uint8(s)}
 		}
-		l.byFD[c.fd[s]] = fdEntry{c: c, side: uint8(s)}
+		if idle := c.r.idle; idle > 0 && (l.minIdle == 0 || idle < l.minIdle) {
+			l.minIdle = idle
+			l.nextSweep = time.Now().Add(l.sweepEvery())
+		}
 	}
-	c.last = time.Now().UnixNano()
-	if idle := c.r.idle; idle > 0 && (l.minIdle == 0 || idle < l.minIdle) {
-		l.minIdle = idle
-		l.nextSweep = time.Now().Add(l.sweepEvery())
+	if c.closed {
+		// Both sockets were closed while d was on its way here.
+		c.state[d] = lcEnded
+		c.r.obs.Ended(Direction(d), c.r.closedErr(Direction(d)), time.Now())
+		l.endOne(c)
+		return
 	}
-	// Bytes may have arrived between the hand-off and now: level-triggered
-	// epoll reports them at once.
+	c.state[d] = lcRun
+	// The other direction, if still on its goroutine, reads this one's
+	// last byte time for the idle timeout (relay.idleExpired); a direction
+	// in the loop agrees to idle whenever it has been quiet that long.
+	c.r.act[d].idle.Store(true)
+	l.dropGoConns(c)
+	// Bytes may have arrived before the join: level-triggered epoll
+	// reports them at once.
 	l.interest(c, 0)
 	l.interest(c, 1)
+}
+
+// dropGoConns closes the relay's net.Conns once no goroutine uses them:
+// every direction is in the loop or ended.
+func (l *evLoop) dropGoConns(c *loopConn) {
+	if c.goOpen && c.state[0] != lcGo && c.state[1] != lcGo {
+		c.goOpen = false
+		c.r.client.Close()
+		c.r.upstream.Close()
+	}
+}
+
+// goEnded: direction d ended on its goroutine. If its end closed the
+// sockets (anything but a FIN), the directions here end too.
+func (l *evLoop) goEnded(c *loopConn, d int, closed bool) {
+	c.state[d] = lcEnded
+	if closed {
+		l.closeConn(c, -1)
+	} else {
+		l.dropGoConns(c)
+		l.interest(c, 0)
+		l.interest(c, 1)
+		l.releaseIfDone(c)
+	}
+	l.endOne(c)
+}
+
+// endOne counts one direction's end; the last one's closes the connection
+// for the relay (observer's Closed, the Proxy's done) on a goroutine.
+func (l *evLoop) endOne(c *loopConn) {
+	if c.r.left.Add(-1) == 0 {
+		go c.r.closeAll()
+	}
 }
 
 func (l *evLoop) sweepEvery() time.Duration {
 	return min(max(l.minIdle/4, 5*time.Millisecond), time.Second)
 }
 
-// sweep ends every connection silent both ways for its idle timeout.
+// sweep ends every connection whose directions are all here (or ended)
+// and were quiet for its idle timeout.
 func (l *evLoop) sweep() {
 	now := time.Now()
 	l.nextSweep = now.Add(l.sweepEvery())
 	for c := range l.conns {
-		if c.r.idle > 0 && now.UnixNano()-c.last >= int64(c.r.idle) {
+		r := c.r
+		if r.idle <= 0 || c.state[0] == lcGo || c.state[1] == lcGo {
+			continue
+		}
+		last := max(r.act[0].lastData.Load(), r.act[1].lastData.Load())
+		if now.UnixNano()-last >= int64(r.idle) {
 			l.idleOut(c)
 		}
 	}
@@ -278,10 +358,10 @@ func (l *evLoop) interest(c *loopConn, s int) {
 		return
 	}
 	var want uint32
-	if !c.ended[s] && c.pend[s].empty() {
+	if c.state[s] == lcRun && c.pend[s].empty() {
 		want |= unix.EPOLLIN
 	}
-	if !c.ended[1-s] && !c.pend[1-s].empty() {
+	if c.state[1-s] == lcRun && !c.pend[1-s].empty() {
 		want |= unix.EPOLLOUT
 	}
 	if want == c.ev[s] {
@@ -308,13 +388,13 @@ func (l *evLoop) interest(c *loopConn, s int) {
 
 // ready handles readiness on side s.
 func (l *evLoop) ready(c *loopConn, s int, events uint32) {
-	if events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 && !c.ended[1-s] && !c.pend[1-s].empty() {
+	if events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 && c.state[1-s] == lcRun && !c.pend[1-s].empty() {
 		l.flush(c, 1-s)
 	}
 	if c.closed {
 		return
 	}
-	if events&(unix.EPOLLIN|unix.EPOLLERR|unix.EPOLLHUP|unix.EPOLLRDHUP) != 0 && !c.ended[s] && c.pend[s].empty() {
+	if events&(unix.EPOLLIN|unix.EPOLLERR|unix.EPOLLHUP|unix.EPOLLRDHUP) != 0 && c.state[s] == lcRun && c.pend[s].empty() {
 		l.forward(c, s)
 	}
 }
@@ -477,102 +557,151 @@ func (l *evLoop) putPipe(p pipePair) {
 
 func (l *evLoop) moved(c *loopConn, d, n int) {
 	c.r.count(Direction(d), n)
-	c.last = time.Now().UnixNano()
+	c.r.act[d].lastData.Store(time.Now().UnixNano())
 }
 
 // eof ends direction d on a read of 0 bytes: a FIN, unless the socket was
 // in fact reset (see relay.readEOFWasReset).
 func (l *evLoop) eof(c *loopConn, d int) {
-	if tcpStateFD(c.fd[d]) == tcpClose && !c.finSent[1-d] {
+	r := c.r
+	reset := tcpStateFD(c.fd[d]) == tcpClose || r.dstFailed[1-d].Load()
+	if reset && !r.finSent[1-d].Load() {
 		l.endDir(c, d, errPeerReset)
 		return
 	}
 	l.endDir(c, d, io.EOF)
 }
 
-// idleOut ends a connection silent for its idle timeout: each running
-// direction ends with ErrIdle, and both sides are reset.
+// idleOut ends a connection quiet for its idle timeout: each running
+// direction ends with ErrIdle; the first resets the other side and closes.
 func (l *evLoop) idleOut(c *loopConn) {
 	for d := range 2 {
-		if !c.ended[d] {
+		if c.state[d] == lcRun {
 			l.endDir(c, d, ErrIdle)
 		}
 	}
 }
 
-// abort ends every running direction with ErrAborted (the drain timeout).
+// abort ends a connection at the drain timeout: its net.Conns are already
+// closed (relay.abort); the directions here end with ErrAborted and both
+// peers are reset.
 func (l *evLoop) abort(c *loopConn) {
+	if !c.added || c.closed {
+		return
+	}
 	for d := range 2 {
-		if !c.ended[d] {
+		if c.state[d] == lcRun {
 			l.endDir(c, d, ErrAborted)
 		}
 	}
+	l.closeConn(c, -1)
 }
 
-// endDir ends direction d with err and forwards the end as relay.finish
-// does: FIN as FIN, anything else as a reset.
+// endDir ends direction d (running here) with err and forwards the end as
+// relay.finish does: FIN as FIN, anything else as a reset.
 func (l *evLoop) endDir(c *loopConn, d int, err error) {
-	if c.ended[d] {
+	if c.state[d] != lcRun {
 		return
 	}
-	c.ended[d] = true
+	r := c.r
+	c.state[d] = lcEnded
 	if p := c.pend[d].pipe; p != nil {
 		p.close() // it may hold bytes: never reuse it
 	}
 	c.pend[d] = pending{}
-	c.r.obs.Ended(Direction(d), err, time.Now())
-	src, dst := d, 1-d
+	if r.aborted.Load() {
+		err = ErrAborted
+	}
+	r.hmu.Lock()
+	r.dstate[d] = dirEnded
+	r.hmu.Unlock()
+	r.act[d].idle.Store(true)
+	r.obs.Ended(Direction(d), err, time.Now())
 	switch {
 	case c.closed:
 	case errors.Is(err, io.EOF):
-		c.finSent[d] = true
-		unix.Shutdown(c.fd[dst], unix.SHUT_WR)
-		l.interest(c, src)
-		l.interest(c, dst)
+		r.finSent[d].Store(true)
+		unix.Shutdown(c.fd[1-d], unix.SHUT_WR)
+		l.interest(c, 0)
+		l.interest(c, 1)
+		l.dropGoConns(c)
+		l.releaseIfDone(c)
 	case errors.Is(err, ErrWrite):
-		l.closeConn(c, src)
+		r.dstFailed[d].Store(true)
+		l.closeConn(c, d)
 	default:
-		l.closeConn(c, dst)
+		l.closeConn(c, 1-d)
 	}
-	if c.ended[0] && c.ended[1] {
-		l.closeConn(c, -1)
+	l.endOne(c)
+}
+
+// releaseIfDone closes the duplicates once both directions ended. Not
+// before: a direction still on its goroutine may yet join (or its join be
+// on the way here).
+func (l *evLoop) releaseIfDone(c *loopConn) {
+	if c.state[0] == lcEnded && c.state[1] == lcEnded {
+		l.release(c)
 	}
 }
 
-// closeConn closes both sockets, resetting side reset (if ≥ 0); a
-// direction still running ends with the error its next read would have
-// seen. Once both directions ended, the observer's Closed and the
-// connection's done run on a fresh goroutine.
-func (l *evLoop) closeConn(c *loopConn, reset int) {
-	if !c.closed {
-		c.closed = true
-		for s := range 2 {
-			if c.ev[s] != 0 {
-				unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, c.fd[s], nil)
-				c.ev[s] = 0
-			}
-			l.byFD[c.fd[s]] = fdEntry{}
-			if s == reset {
-				unix.SetsockoptLinger(c.fd[s], unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
-			}
-			unix.Close(c.fd[s])
-		}
-		delete(l.conns, c)
-		for d := range 2 {
-			if !c.ended[d] {
-				l.endDir(c, d, c.r.closedErr(Direction(d)))
-			}
-		}
+// release forgets c and closes its duplicates.
+func (l *evLoop) release(c *loopConn) {
+	if c.closed {
+		return
 	}
-	if c.ended[0] && c.ended[1] && c.r != nil {
-		r := c.r
-		c.r = nil
-		stats := Stats{
-			ClientToUpstream: r.bytes[ClientToUpstream].Load(),
-			UpstreamToClient: r.bytes[UpstreamToClient].Load(),
-			Closed:           time.Now(),
+	c.closed = true
+	for s := range 2 {
+		if c.ev[s] != 0 {
+			unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, c.fd[s], nil)
+			c.ev[s] = 0
 		}
-		go r.closedInLoop(stats)
+		if l.byFD[c.fd[s]].c == c {
+			l.byFD[c.fd[s]] = fdEntry{}
+		}
+		unix.Close(c.fd[s])
+	}
+	for d := range 2 {
+		if p := c.pend[d].pipe; p != nil {
+			p.close()
+		}
+		c.pend[d] = pending{}
+	}
+	delete(l.conns, c)
+	if len(l.conns) == 0 {
+		// Nothing left to carry: hand the spare pipes back too.
+		for _, p := range l.pipes {
+			p.close()
+		}
+		l.pipes = l.pipes[:0]
+	}
+}
+
+// closeConn closes both sockets, resetting side reset (if ≥ 0), as the
+// goroutine path's Close of both net.Conns does. A direction still running
+// here ends with the error its next read would have seen; one still on
+// its goroutine sees its net.Conn closed and ends there.
+func (l *evLoop) closeConn(c *loopConn, reset int) {
+	if c.closed {
+		return
+	}
+	if reset >= 0 {
+		unix.SetsockoptLinger(c.fd[reset], unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+	}
+	if c.goOpen {
+		c.goOpen = false
+		c.r.client.Close()
+		c.r.upstream.Close()
+	}
+	l.release(c)
+	for d := range 2 {
+		if c.state[d] == lcRun {
+			c.state[d] = lcEnded
+			c.r.hmu.Lock()
+			c.r.dstate[d] = dirEnded
+			c.r.hmu.Unlock()
+			c.r.obs.Ended(Direction(d), c.r.closedErr(Direction(d)), time.Now())
+			l.endOne(c)
+		}
 	}
 }
 
@@ -610,13 +739,31 @@ func dupConn(c net.Conn) (int, error) {
 	return nfd, nil
 }
 
-// loopAvailable tells whether connections can move to the event loop.
+// loopAvailable tells whether directions can move to the event loop.
 func loopAvailable() bool { return true }
 
-// handOff moves r's two sockets into an event loop. It reports false (and
-// leaves r untouched) when they cannot move: not both TCP sockets, no
-// descriptor for the duplicates, no loop, or r aborted meanwhile.
-func (r *relay) handOff() bool {
+// join moves direction dir, past its inspection, to the event loop. It
+// reports false (dir stays on its goroutine) when it cannot: the other
+// direction already ended, not both TCP sockets, no descriptor for the
+// duplicates, no loop, or the relay aborted.
+func (r *relay) join(dir Direction) bool {
+	r.hmu.Lock()
+	defer r.hmu.Unlock()
+	if r.dstate[1-dir] == dirEnded || r.aborted.Load() {
+		return false
+	}
+	if r.inLoop == nil {
+		if !r.newLoopConn() {
+			return false
+		}
+	}
+	r.dstate[dir] = dirInLoop
+	r.loop.post(loopCmd{c: r.inLoop, dir: dir, op: opJoin})
+	return true
+}
+
+// newLoopConn makes r's loopConn: duplicates of both sockets, a loop.
+func (r *relay) newLoopConn() bool {
 	if _, ok := r.client.(*net.TCPConn); !ok {
 		return false
 	}
@@ -636,27 +783,22 @@ func (r *relay) handOff() bool {
 		unix.Close(cfd)
 		return false
 	}
-	c := &loopConn{r: r, fd: [2]int{cfd, ufd}}
-	r.upMu.Lock()
-	if r.aborted.Load() {
-		r.upMu.Unlock()
-		unix.Close(cfd)
-		unix.Close(ufd)
-		return false
-	}
-	r.inLoop, r.loop = c, l
-	r.upMu.Unlock()
-	// The duplicates keep the sockets open: closing the net.Conns only
-	// takes them out of Go's poller.
-	r.client.Close()
-	r.upstream.Close()
-	l.post(loopCmd{c: c})
+	r.inLoop, r.loop = &loopConn{r: r, fd: [2]int{cfd, ufd}, goOpen: true}, l
 	return true
 }
 
-// abortInLoop asks the loop to abort r's connection; called with r.upMu held.
+// abortInLoop asks the loop to abort r's connection; called with r.hmu held.
 func (r *relay) abortInLoop() {
 	if r.inLoop != nil {
-		r.loop.post(loopCmd{c: r.inLoop, abort: true})
+		r.loop.post(loopCmd{c: r.inLoop, op: opAbort})
 	}
+}
+
+// StartLoops starts the event loops now rather than when the first
+// connection finishes its inspection. They live as long as the process:
+// one locked OS thread, one epoll and one eventfd descriptor each (a
+// goroutine and two descriptors per loop, which a leak check counts once).
+func StartLoops() error {
+	set := loopsOnce()
+	return set.err
 }

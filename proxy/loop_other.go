@@ -7,6 +7,22 @@ package proxy
 type loopConn struct{}
 type evLoop struct{}
 
-func loopAvailable() bool      { return false }
-func (r *relay) handOff() bool { return false }
-func (r *relay) abortInLoop()  {}
+type loopCmd struct {
+	c      *loopConn
+	dir    Direction
+	op     loopOp
+	closed bool
+}
+
+type loopOp uint8
+
+const opGoEnded loopOp = 1
+
+func (*evLoop) post(loopCmd) {}
+
+func loopAvailable() bool            { return false }
+func (r *relay) join(Direction) bool { return false }
+func (r *relay) abortInLoop()        {}
+
+// StartLoops does nothing where there is no event loop.
+func StartLoops() error { return nil }

@@ -132,19 +132,14 @@ type relay struct {
 	finSent   [2]atomic.Bool
 	dstFailed [2]atomic.Bool
 
-	// The hand-off to the event loop (loop_linux.go). hmu guards dstate.
-	// The direction that finishes its inspection second asks the other,
-	// which is forwarding on its goroutine, to yield (yieldReq, and a read
-	// deadline in the past to wake it) and waits for the answer on
-	// yielded: true when it stopped, false when it ended instead.
-	hmu      sync.Mutex
-	dstate   [2]dirState
-	yieldReq [2]atomic.Bool
-	yielded  chan bool
-	end      func() // one call per direction that ended on its goroutine
-	done     func() // the connection is over (Proxy's accounting)
-	inLoop   *loopConn
-	loop     *evLoop
+	// The hand-off to the event loop (loop_linux.go): each direction joins
+	// the loop once its inspection is over; hmu guards dstate and inLoop.
+	hmu    sync.Mutex
+	dstate [2]dirState
+	inLoop *loopConn // set by the first direction to join
+	loop   *evLoop
+	left   atomic.Int32 // directions not yet ended; the last one's end closes
+	done   func()       // the connection is over (Proxy's accounting)
 }
 
 // dirState is where a direction is, for the hand-off to the event loop.
@@ -153,15 +148,9 @@ type dirState uint8
 const (
 	dirInspecting dirState = iota // in inspectCopy
 	dirForwarding                 // past inspection, forwarding on its goroutine
+	dirInLoop                     // carried by the event loop
 	dirEnded                      // its source ended
 )
-
-// errYield ends a direction's goroutine because the connection moves to
-// the event loop; it never reaches the observer.
-var errYield = errors.New("moved to the event loop")
-
-// aLongTimeAgo is a read deadline that wakes a waiting read at once.
-var aLongTimeAgo = time.Unix(1, 0)
 
 // abort closes both sides at once (drain timeout reached).
 func (r *relay) abort() {
@@ -172,8 +161,10 @@ func (r *relay) abort() {
 		if r.upstream != nil {
 			r.upstream.Close()
 		}
-		r.abortInLoop()
 		r.upMu.Unlock()
+		r.hmu.Lock()
+		r.abortInLoop()
+		r.hmu.Unlock()
 	})
 }
 
@@ -208,34 +199,36 @@ func (r *relay) run(ctx context.Context, dial func(context.Context) (net.Conn, e
 	r.act[0].lastData.Store(now)
 	r.act[1].lastData.Store(now)
 
-	var left atomic.Int32
-	left.Store(2)
+	r.left.Store(2)
 	r.done = done
-	r.yielded = make(chan bool, 1)
-	r.end = func() {
-		if left.Add(-1) != 0 {
-			return
+	if loopAvailable() && !r.inspect[0].Load() && !r.inspect[1].Load() && r.join(ClientToUpstream) {
+		// Nothing to inspect: straight to the event loop.
+		if !r.join(UpstreamToClient) {
+			go r.copyUpstreamToClient()
 		}
-		r.client.Close()
-		up.Close()
-		r.obs.Closed(Stats{
-			ClientToUpstream: r.bytes[ClientToUpstream].Load(),
-			UpstreamToClient: r.bytes[UpstreamToClient].Load(),
-			Closed:           time.Now(),
-		})
-		done()
-	}
-	if loopAvailable() && !r.inspect[0].Load() && !r.inspect[1].Load() && r.handOff() {
-		return // nothing to inspect: straight to the event loop
+		return
 	}
 	go r.copyClientToUpstream()
 	go r.copyUpstreamToClient()
 }
 
-// closedInLoop is the end of a connection the event loop carried: both
-// sockets are closed and both directions ended.
-func (r *relay) closedInLoop(s Stats) {
-	r.obs.Closed(s)
+// endOne records that one direction ended; the second closes the
+// connection: both net.Conns closed, the observer's Closed, done.
+func (r *relay) endOne() {
+	if r.left.Add(-1) == 0 {
+		r.closeAll()
+	}
+}
+
+// closeAll ends the connection once both directions ended.
+func (r *relay) closeAll() {
+	r.client.Close()
+	r.upstream.Close()
+	r.obs.Closed(Stats{
+		ClientToUpstream: r.bytes[ClientToUpstream].Load(),
+		UpstreamToClient: r.bytes[UpstreamToClient].Load(),
+		Closed:           time.Now(),
+	})
 	r.done()
 }
 
@@ -257,9 +250,9 @@ func (r *relay) ends(dir Direction) (src, dst net.Conn) {
 }
 
 // pipe copies src to dst in direction dir until src ends, then forwards the
-// end: CloseWrite for a FIN, a reset for anything else. Once both
-// directions are past their inspection the connection moves to the event
-// loop (where there is one) and pipe returns early.
+// end: CloseWrite for a FIN, a reset for anything else. Once dir is past
+// its inspection it joins the event loop (where there is one) and pipe
+// returns early.
 func (r *relay) pipe(dir Direction, src, dst net.Conn) {
 	inspected := r.inspect[dir].Load()
 	err := r.inspectCopy(dir, src, dst)
@@ -267,9 +260,12 @@ func (r *relay) pipe(dir Direction, src, dst net.Conn) {
 		r.ended(dir, src, dst, err)
 		return
 	}
-	if loopAvailable() && r.toLoop(dir) {
+	if loopAvailable() && r.join(dir) {
 		return
 	}
+	r.hmu.Lock()
+	r.dstate[dir] = dirForwarding
+	r.hmu.Unlock()
 	if inspected {
 		// Parsing the handshake grew this goroutine's stack to 8 KiB, and Go
 		// shrinks a parked goroutine's stack only when under a quarter of it
@@ -281,61 +277,26 @@ func (r *relay) pipe(dir Direction, src, dst net.Conn) {
 	r.forward(dir, src, dst)
 }
 
-// forward runs dir past its inspection on its goroutine until src ends or
-// the connection moves to the event loop.
+// forward runs dir past its inspection on its goroutine until src ends.
 func (r *relay) forward(dir Direction, src, dst net.Conn) {
-	err := r.spliceCopy(dir, src, dst)
-	if err == errYield {
-		r.yielded <- true
-		return
-	}
-	r.ended(dir, src, dst, err)
+	r.ended(dir, src, dst, r.spliceCopy(dir, src, dst))
 }
 
-// ended finishes dir on its goroutine and answers a pending yield request
-// with no.
+// ended finishes dir on its goroutine. When the other direction is in the
+// event loop, the loop learns it (it holds duplicates of both sockets, so
+// a close here takes effect once the loop closes them too) and counts the
+// end.
 func (r *relay) ended(dir Direction, src, dst net.Conn, err error) {
+	closed := !errors.Is(r.finish(dir, src, dst, err), io.EOF)
 	r.hmu.Lock()
 	r.dstate[dir] = dirEnded
-	asked := r.yieldReq[dir].Load()
+	lc, l := r.inLoop, r.loop
 	r.hmu.Unlock()
-	r.finish(dir, src, dst, err)
-	if asked {
-		r.yielded <- false
+	if lc != nil {
+		l.post(loopCmd{c: lc, dir: dir, op: opGoEnded, closed: closed})
+		return
 	}
-	r.end()
-}
-
-// toLoop is called by dir once its inspection is over. When the other
-// direction is still inspecting (or ended), dir forwards on its goroutine
-// for now and toLoop returns false. When the other is already forwarding,
-// it is asked to yield; once it has, the connection moves to the event
-// loop and toLoop returns true. If the move fails, both directions go on
-// on goroutines.
-func (r *relay) toLoop(dir Direction) bool {
-	other := 1 - dir
-	r.hmu.Lock()
-	r.dstate[dir] = dirForwarding
-	if r.dstate[other] != dirForwarding {
-		r.hmu.Unlock()
-		return false
-	}
-	r.yieldReq[other].Store(true)
-	r.hmu.Unlock()
-	osrc, odst := r.ends(other)
-	osrc.SetReadDeadline(aLongTimeAgo)
-	if !<-r.yielded {
-		return false
-	}
-	if r.handOff() {
-		return true
-	}
-	r.yieldReq[other].Store(false)
-	if r.idle <= 0 {
-		osrc.SetReadDeadline(time.Time{})
-	}
-	go r.forward(other, osrc, odst)
-	return false
+	r.endOne()
 }
 
 // readErr, writeErr and closedErr are the errors the event loop ends a
@@ -351,13 +312,16 @@ func (r *relay) writeErr(dir Direction, errno error) error {
 }
 
 func (r *relay) closedErr(dir Direction) error {
+	if r.aborted.Load() {
+		return ErrAborted
+	}
 	src, _ := r.ends(dir)
 	return &net.OpError{Op: "read", Net: "tcp", Source: src.LocalAddr(), Addr: src.RemoteAddr(), Err: net.ErrClosed}
 }
 
 // finish forwards how dir ended: CloseWrite for a FIN, a reset for
 // anything else.
-func (r *relay) finish(dir Direction, src, dst net.Conn, err error) {
+func (r *relay) finish(dir Direction, src, dst net.Conn, err error) error {
 	at := time.Now()
 	if errors.Is(err, io.EOF) && r.readEOFWasReset(dir, src) {
 		err = errPeerReset
@@ -391,6 +355,7 @@ func (r *relay) finish(dir Direction, src, dst net.Conn, err error) {
 		resetConn(dst)
 		src.Close()
 	}
+	return err
 }
 
 // errPeerReset replaces the EOF a read returned on a socket that was in
@@ -534,9 +499,6 @@ func (r *relay) spliceCopy(dir Direction, src, dst net.Conn) error {
 	lr := &io.LimitedReader{R: src}
 	for {
 		r.armDeadline(src)
-		if r.yieldReq[dir].Load() {
-			return errYield
-		}
 		buf, n, err := readReady(src)
 		if n > 0 {
 			_, werr := dst.Write(buf[:n])
@@ -551,9 +513,6 @@ func (r *relay) spliceCopy(dir Direction, src, dst net.Conn) error {
 		}
 		switch {
 		case err != nil && isTimeout(err):
-			if r.yieldReq[dir].Load() {
-				return errYield
-			}
 			if n == 0 && r.idleExpired(dir) {
 				return ErrIdle
 			}
@@ -587,7 +546,7 @@ func (r *relay) spliceCopy(dir Direction, src, dst net.Conn) error {
 			case err == nil:
 				continue // chunk done
 			case isTimeout(err):
-				if n == 0 && !r.yieldReq[dir].Load() && r.idleExpired(dir) {
+				if n == 0 && r.idleExpired(dir) {
 					return ErrIdle
 				}
 			case isReadErr(err, src):
