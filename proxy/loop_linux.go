@@ -301,10 +301,31 @@ func (l *evLoop) join(c *loopConn, d int) {
 func (l *evLoop) dropGoConns(c *loopConn) {
 	if c.goOpen && c.state[0] != lcGo && c.state[1] != lcGo {
 		c.goOpen = false
-		c.r.client.Close()
-		c.r.upstream.Close()
+		r := c.r
+		r.client.Close()
+		r.upstream.Close()
+		// Keep only the addresses (for error messages), not the closed
+		// net.Conns' descriptors and poller state.
+		r.upMu.Lock()
+		r.client = closedConn{local: r.client.LocalAddr(), remote: r.client.RemoteAddr()}
+		r.upstream = closedConn{local: r.upstream.LocalAddr(), remote: r.upstream.RemoteAddr()}
+		r.upMu.Unlock()
 	}
 }
+
+// closedConn stands in for a net.Conn whose socket the event loop owns
+// now: it remembers the addresses; every operation fails as on a closed
+// net.Conn.
+type closedConn struct{ local, remote net.Addr }
+
+func (closedConn) Read([]byte) (int, error)         { return 0, net.ErrClosed }
+func (closedConn) Write([]byte) (int, error)        { return 0, net.ErrClosed }
+func (closedConn) Close() error                     { return net.ErrClosed }
+func (c closedConn) LocalAddr() net.Addr            { return c.local }
+func (c closedConn) RemoteAddr() net.Addr           { return c.remote }
+func (closedConn) SetDeadline(time.Time) error      { return net.ErrClosed }
+func (closedConn) SetReadDeadline(time.Time) error  { return net.ErrClosed }
+func (closedConn) SetWriteDeadline(time.Time) error { return net.ErrClosed }
 
 // goEnded: direction d ended on its goroutine. If its end closed the
 // sockets (anything but a FIN), the directions here end too.

@@ -156,8 +156,8 @@ const (
 func (r *relay) abort() {
 	r.abortOnce.Do(func() {
 		r.aborted.Store(true)
-		r.client.Close()
 		r.upMu.Lock()
+		r.client.Close()
 		if r.upstream != nil {
 			r.upstream.Close()
 		}

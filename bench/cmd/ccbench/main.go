@@ -48,6 +48,8 @@ func main() {
 		err = runLBClose()
 	case len(os.Args) > 1 && os.Args[1] == "upstream":
 		err = runUpstream()
+	case len(os.Args) > 1 && os.Args[1] == "drive":
+		err = runDrive(os.Args[2:])
 	case len(os.Args) > 1 && os.Args[1] == "gocopy":
 		err = runGoCopy(os.Args[2:])
 	default:
@@ -88,6 +90,33 @@ func runLBClose() error {
 	}
 	fmt.Printf("listening on %s\n", ln.Addr())
 	return upstream.CloseAfterHello{}.Serve(ctx, ln)
+}
+
+// runDrive is a load on its own, for profiling a relay started by hand:
+// "ccbench drive storm|rate ADDR DURATION" runs the storm or the
+// connection-rate client against ADDR and prints what it counted.
+func runDrive(args []string) error {
+	if len(args) != 3 {
+		return errors.New("usage: ccbench drive storm|rate ADDR DURATION")
+	}
+	dur, err := time.ParseDuration(args[2])
+	if err != nil {
+		return fmt.Errorf("drive: %w", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	d := &load.Dialer{Addr: args[1]}
+	var r load.Rate
+	switch args[0] {
+	case "storm":
+		r = load.Storm(ctx, d, 8, dur)
+	case "rate":
+		r = load.ConnRate(ctx, d, 8, dur)
+	default:
+		return fmt.Errorf("drive: unknown load %q", args[0])
+	}
+	fmt.Printf("%s: %d connections (%.0f/s), %d errors, first: %v\n", args[0], r.Conns, r.PerSecond(), r.Errors, r.FirstErr)
+	return nil
 }
 
 type config struct {
