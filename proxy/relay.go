@@ -36,10 +36,13 @@ type Stats struct {
 	Closed           time.Time
 }
 
-// Observer watches one relayed connection. The relay calls Data and Ended for
-// a direction from that direction's copy goroutine, so the two directions call
-// concurrently: implementations synchronize themselves. No method may block
-// for long: forwarding of the next chunk waits for Data to return.
+// Observer watches one relayed connection. The relay calls Data and Ended
+// for a direction from that direction's copy goroutine, or Ended from the
+// event loop's thread once the direction moved there, so the two
+// directions call concurrently: implementations synchronize themselves.
+// No method but Closed may block for long: forwarding of the next chunk
+// waits for Data to return, and the event loop's thread serves many
+// connections. Closed runs on a goroutine of its own.
 type Observer interface {
 	// Dialed reports the upstream dial's outcome and how long it took. On
 	// error the client connection is closed and only Closed follows.
