@@ -42,7 +42,8 @@ type Stats struct {
 // directions call concurrently: implementations synchronize themselves.
 // No method but Closed may block for long: forwarding of the next chunk
 // waits for Data to return, and the event loop's thread serves many
-// connections. Closed runs on a goroutine of its own.
+// connections. Closed may take its time: it runs after both directions
+// ended, on the last one's goroutine or on a fresh one.
 type Observer interface {
 	// Dialed reports the upstream dial's outcome and how long it took. On
 	// error the client connection is closed and only Closed follows.
