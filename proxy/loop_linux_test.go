@@ -169,3 +169,127 @@ func TestLoopIdleConnectionsHoldNoGoroutine(t *testing.T) {
 		})
 	}
 }
+
+// splitObserver keeps one direction in inspection for good, so the other
+// runs in the event loop while it stays on its goroutine.
+type splitObserver struct {
+	nopObserver
+	mu     sync.Mutex
+	seen   [2]bool
+	keep   Direction // never stops inspecting
+	ended  [2]error
+	stats  Stats
+	closed chan struct{}
+}
+
+func (o *splitObserver) Data(d Direction, _ []byte, _ time.Time) {
+	o.mu.Lock()
+	o.seen[d] = true
+	o.mu.Unlock()
+}
+
+func (o *splitObserver) Inspecting(d Direction) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return d == o.keep || !o.seen[d]
+}
+
+func (o *splitObserver) Ended(d Direction, err error, _ time.Time) {
+	o.mu.Lock()
+	o.ended[d] = err
+	o.mu.Unlock()
+}
+
+func (o *splitObserver) Closed(s Stats) {
+	o.stats = s
+	close(o.closed)
+}
+
+// TestLoopHalfCloseWithOneDirectionInLoop: one direction in the event
+// loop, the other still on its goroutine (inspecting). A FIN in either
+// direction is forwarded as a FIN while the other keeps flowing, bytes
+// arrive exactly, and the observer hears both ends and the counts.
+func TestLoopHalfCloseWithOneDirectionInLoop(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		keep        Direction // stays on its goroutine
+		clientFirst bool      // the client half-closes first
+	}{
+		{"client direction in loop, client FIN first", UpstreamToClient, true},
+		{"client direction in loop, upstream FIN first", UpstreamToClient, false},
+		{"upstream direction in loop, client FIN first", ClientToUpstream, true},
+		{"upstream direction in loop, upstream FIN first", ClientToUpstream, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ups := make(chan *net.TCPConn, 1)
+			up := listen(t, func(c *net.TCPConn) {
+				ups <- c
+				<-t.Context().Done()
+			})
+			obs := &splitObserver{keep: tc.keep, closed: make(chan struct{})}
+			addrs := startProxy(t, &Proxy{
+				Routes:      []Route{{Upstream: up, Inspect: true}},
+				NewObserver: func(context.Context, ConnInfo) Observer { return obs },
+			})
+			c, err := net.Dial("tcp", addrs[0].String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			cl := c.(*net.TCPConn)
+			u := <-ups
+			deadline := time.Now().Add(10 * time.Second)
+			cl.SetDeadline(deadline)
+			u.SetDeadline(deadline)
+			// One chunk each way ends inspection of the direction that is
+			// not kept; more follows through the loop.
+			exchange := func(from, to *net.TCPConn, msg string) {
+				t.Helper()
+				if _, err := from.Write([]byte(msg)); err != nil {
+					t.Fatal(err)
+				}
+				got := make([]byte, len(msg))
+				if _, err := io.ReadFull(to, got); err != nil || string(got) != msg {
+					t.Fatalf("got %q, %v; want %q", got, err, msg)
+				}
+			}
+			exchange(cl, u, "hello")
+			exchange(u, cl, "world")
+			exchange(cl, u, "more from the client")
+			exchange(u, cl, "more from the upstream")
+			first, second := cl, u
+			if !tc.clientFirst {
+				first, second = u, cl
+			}
+			first.CloseWrite()
+			if n, err := second.Read(make([]byte, 1)); err != io.EOF {
+				t.Fatalf("after the FIN: read %d, %v; want EOF", n, err)
+			}
+			// The other direction still flows, then ends with a FIN too.
+			exchange(second, first, "after the half-close")
+			second.CloseWrite()
+			if n, err := first.Read(make([]byte, 1)); err != io.EOF {
+				t.Fatalf("after the second FIN: read %d, %v; want EOF", n, err)
+			}
+			select {
+			case <-obs.closed:
+			case <-time.After(10 * time.Second):
+				t.Fatal("observer never saw Closed")
+			}
+			c2u, u2c := int64(len("hellomore from the client")), int64(len("worldmore from the upstream"))
+			if tc.clientFirst {
+				u2c += int64(len("after the half-close"))
+			} else {
+				c2u += int64(len("after the half-close"))
+			}
+			if obs.stats.ClientToUpstream != c2u || obs.stats.UpstreamToClient != u2c {
+				t.Errorf("stats %d/%d, want %d/%d", obs.stats.ClientToUpstream, obs.stats.UpstreamToClient, c2u, u2c)
+			}
+			for d, e := range obs.ended {
+				if e != io.EOF {
+					t.Errorf("%s ended with %v, want EOF", Direction(d), e)
+				}
+			}
+		})
+	}
+}
