@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -132,4 +133,41 @@ func tcpStateFD(fd int) byte {
 	var b [4]byte
 	binary.NativeEndian.PutUint32(b[:], uint32(v))
 	return b[0]
+}
+
+// Go's TCP keep-alive defaults (net.KeepAliveConfig), which Go otherwise
+// sets on every accepted connection with four setsockopt calls.
+const (
+	keepAliveIdle     = 15 * time.Second
+	keepAliveInterval = 15 * time.Second
+	keepAliveCount    = 9
+)
+
+// listenConfig sets TCP keep-alive once, on the listening socket: Linux
+// copies it to every connection the socket accepts, so accepted
+// connections get Go's defaults without four system calls each.
+func listenConfig() net.ListenConfig {
+	return net.ListenConfig{
+		KeepAlive: -1, // not per connection: inherited from the listener
+		Control: func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) {
+				for _, o := range []struct{ level, opt, v int }{
+					{syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, 1},
+					{syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE, int(keepAliveIdle / time.Second)},
+					{syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL, int(keepAliveInterval / time.Second)},
+					{syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT, keepAliveCount},
+				} {
+					if err := syscall.SetsockoptInt(int(fd), o.level, o.opt, o.v); err != nil {
+						serr = os.NewSyscallError("setsockopt", err)
+						return
+					}
+				}
+			})
+			if err != nil {
+				return err
+			}
+			return serr
+		},
+	}
 }
