@@ -593,6 +593,10 @@ func (l *evLoop) moved(c *loopConn, d, n int) {
 // in fact reset (see relay.readEOFWasReset).
 func (l *evLoop) eof(c *loopConn, d int) {
 	r := c.r
+	if r.finSent[1-d].Load() {
+		l.endDir(c, d, io.EOF) // our FIN went first: EOF stays EOF
+		return
+	}
 	reset := tcpStateFD(c.fd[d]) == tcpClose || r.dstFailed[1-d].Load()
 	if reset && !r.finSent[1-d].Load() {
 		l.endDir(c, d, errPeerReset)

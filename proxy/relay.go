@@ -378,6 +378,9 @@ var errPeerReset = fmt.Errorf("read: %w (the reset was reported to a write on th
 // The state and dstFailed are read before finSent: if finSent is still
 // unset afterwards, no FIN of ours can have moved src to CLOSE.
 func (r *relay) readEOFWasReset(dir Direction, src net.Conn) bool {
+	if r.finSent[1-dir].Load() {
+		return false // the common orderly close: no system call needed
+	}
 	reset := peerReset(src) || r.dstFailed[1-dir].Load()
 	return reset && !r.finSent[1-dir].Load()
 }
