@@ -470,6 +470,10 @@ func (l *evLoop) forward(c *loopConn, d int) {
 		budget -= int(in)
 		left, err := spliceOut(p, dst, int(in))
 		if err != nil {
+			// The pipe may still hold this connection's bytes: it must
+			// never carry another's.
+			l.pipes = l.pipes[:len(l.pipes)-1]
+			p.close()
 			l.endDir(c, d, c.r.writeErr(Direction(d), err))
 			return
 		}
