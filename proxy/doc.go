@@ -25,7 +25,7 @@
 // running until it ends too. A reset (or a failed write) on one side
 // resets the other. The idle timeout ends a connection both of whose
 // directions were quiet that long. At shutdown, connections in flight get
-// the drain timeout to finish; what is left is then reset on both sides
+// the drain timeout to finish; what is left is then closed on both sides
 // and its directions end with ErrAborted. Both paths behave the same in
 // all of this, and report the same Ended and Closed to the Observer.
 package proxy

@@ -44,7 +44,7 @@ import (
 // ErrAborted at shutdown. The idle timeout is a sweep over the loop's
 // connections (both directions quiet for the idle timeout); drain (the
 // Proxy's drain timeout reached) aborts a connection through the loop's
-// queue, ending its directions with ErrAborted and resetting both peers.
+// queue, ending its directions with ErrAborted and closing both sockets.
 // The observer's Ended is called on the loop thread; Closed (which may wait
 // for an evidence check or a probe) on a fresh goroutine, once both
 // directions ended.
@@ -609,8 +609,10 @@ func (l *evLoop) eof(c *loopConn, d int) {
 	l.endDir(c, d, io.EOF)
 }
 
-// idleOut ends a connection quiet for its idle timeout: each running
-// direction ends with ErrIdle; the first resets the other side and closes.
+// idleOut ends a connection quiet for its idle timeout as the goroutine
+// path does when its client direction's deadline fires first: that
+// direction ends with ErrIdle, resets the upstream and closes the client;
+// the other ends with the closed socket's error.
 func (l *evLoop) idleOut(c *loopConn) {
 	for d := range 2 {
 		if c.state[d] == lcRun {
@@ -619,19 +621,14 @@ func (l *evLoop) idleOut(c *loopConn) {
 	}
 }
 
-// abort ends a connection at the drain timeout: its net.Conns are already
-// closed (relay.abort); the directions here end with ErrAborted and both
-// peers are reset.
+// abort ends a connection at the drain timeout as relay.abort does on the
+// goroutine path: both sockets closed (a FIN, or a reset where unread bytes
+// remain), every direction ended with ErrAborted.
 func (l *evLoop) abort(c *loopConn) {
 	if !c.added || c.closed {
 		return
 	}
-	for d := range 2 {
-		if c.state[d] == lcRun {
-			l.endDir(c, d, ErrAborted)
-		}
-	}
-	l.closeConn(c, -1)
+	l.closeConn(c, -1) // ends the directions here: closedErr is ErrAborted once aborted
 }
 
 // endDir ends direction d (running here) with err and forwards the end as

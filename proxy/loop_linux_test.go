@@ -4,6 +4,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"runtime"
@@ -335,5 +336,95 @@ func TestAcceptedConnectionsInheritKeepAlive(t *testing.T) {
 		if gerr != nil || got != o.want {
 			t.Errorf("accepted connection: %s = %d (%v), want %d", o.name, got, gerr, o.want)
 		}
+	}
+}
+
+// endObserver records how each direction ended and the close.
+type endObserver struct {
+	nopObserver
+	mu     sync.Mutex
+	ended  [2]error
+	closed chan struct{}
+}
+
+func (o *endObserver) Ended(d Direction, err error, _ time.Time) {
+	o.mu.Lock()
+	o.ended[d] = err
+	o.mu.Unlock()
+}
+
+func (o *endObserver) Closed(Stats) { close(o.closed) }
+
+// TestLoopIdleAndDrainEnds: a connection idle in the event loop ends by
+// the idle timeout or at the drain timeout as on the goroutine path: the
+// client's read ends (not by its own deadline), and the observer hears
+// ErrIdle from the direction that timed out, or ErrAborted from both.
+func TestLoopIdleAndDrainEnds(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		idle  time.Duration
+		drain bool
+	}{
+		{"idle timeout", 100 * time.Millisecond, false},
+		{"drain timeout", -1, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up := listen(t, func(c *net.TCPConn) {
+				io.Copy(c, c) // echo until the relay closes
+			})
+			obs := &endObserver{closed: make(chan struct{})}
+			p := &Proxy{
+				Routes:       []Route{{Listen: "127.0.0.1:0", Upstream: up}},
+				IdleTimeout:  tc.idle,
+				DrainTimeout: 50 * time.Millisecond,
+				NewObserver:  func(context.Context, ConnInfo) Observer { return obs },
+			}
+			ready := make(chan []net.Addr, 1)
+			p.Ready = func(a []net.Addr) { ready <- a }
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			served := make(chan error, 1)
+			go func() { served <- p.Run(ctx) }()
+			c, err := net.Dial("tcp", (<-ready)[0].String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			if _, err := c.Write([]byte("ping")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.ReadFull(c, make([]byte, 4)); err != nil {
+				t.Fatal(err)
+			}
+			waitNoRelays(t) // idle in the loop, no goroutine left
+			if tc.drain {
+				cancel()
+			}
+			if n, err := c.Read(make([]byte, 1)); n != 0 || err == nil || isTimeout(err) {
+				t.Errorf("client read %d, %v; want the relay to end the connection", n, err)
+			}
+			select {
+			case <-obs.closed:
+			case <-time.After(10 * time.Second):
+				t.Fatal("observer never saw Closed")
+			}
+			obs.mu.Lock()
+			defer obs.mu.Unlock()
+			if tc.drain {
+				for d, e := range obs.ended {
+					if !errors.Is(e, ErrAborted) {
+						t.Errorf("%s ended with %v, want %v", Direction(d), e, ErrAborted)
+					}
+				}
+				if err := <-served; err != nil {
+					t.Errorf("Run: %v", err)
+				}
+				return
+			}
+			if !errors.Is(obs.ended[0], ErrIdle) && !errors.Is(obs.ended[1], ErrIdle) {
+				t.Errorf("directions ended with %v and %v, want one %v", obs.ended[0], obs.ended[1], ErrIdle)
+			}
+		})
 	}
 }
