@@ -8,13 +8,24 @@
 //
 // The relay never changes, delays or buffers a byte for inspection: each
 // chunk read from one side is written to the other first, and only then
-// handed to the connection's Observer. Once the Observer says it has seen
-// enough (the handshake is over), each direction waits for its source
-// holding no buffer, moves a small message with one read and one write
-// through a pooled buffer, and a stream with io.Copy between the two
-// *net.TCPConn, which on Linux is splice(2): the kernel moves the bytes.
+// handed to the connection's Observer. Inspection runs on two goroutines,
+// one per direction. Once the Observer says it has seen enough of a
+// direction (the handshake is over), that direction joins the event loop
+// (Linux, loop_linux.go): a few locked OS threads, each with an epoll set,
+// watch duplicates of both sockets; the net.Conns are closed once neither
+// direction needs them. A message is one read and one write from the
+// loop's buffer; a stream moves with splice(2) through a pipe. An idle
+// connection there holds no goroutine and no buffer. Elsewhere (and for
+// connections that are not two TCP sockets, such as tunnel streams) each
+// direction stays on its goroutine and moves streams with io.Copy between
+// the *net.TCPConns.
 //
-// Half-close is forwarded: a FIN from one side becomes CloseWrite on the
-// other, and the opposite direction keeps running until it ends too. A reset
-// (or a failed write) on one side resets the other.
+// Half-close is forwarded: a FIN from one side becomes a shutdown of the
+// write side (CloseWrite) on the other, and the opposite direction keeps
+// running until it ends too. A reset (or a failed write) on one side
+// resets the other. The idle timeout ends a connection both of whose
+// directions were quiet that long. At shutdown, connections in flight get
+// the drain timeout to finish; what is left is then closed on both sides
+// and its directions end with ErrAborted. Both paths behave the same in
+// all of this, and report the same Ended and Closed to the Observer.
 package proxy

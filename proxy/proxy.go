@@ -145,7 +145,7 @@ func (p *Proxy) Listen(ctx context.Context) ([]net.Listener, error) {
 	if len(p.Routes) == 0 {
 		return nil, errors.New("no routes to relay")
 	}
-	var lc net.ListenConfig
+	lc := listenConfig()
 	lns := make([]net.Listener, 0, len(p.Routes))
 	for _, r := range p.Routes {
 		ln, err := lc.Listen(ctx, "tcp", r.Listen)

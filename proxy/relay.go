@@ -36,10 +36,14 @@ type Stats struct {
 	Closed           time.Time
 }
 
-// Observer watches one relayed connection. The relay calls Data and Ended for
-// a direction from that direction's copy goroutine, so the two directions call
-// concurrently: implementations synchronize themselves. No method may block
-// for long: forwarding of the next chunk waits for Data to return.
+// Observer watches one relayed connection. The relay calls Data and Ended
+// for a direction from that direction's copy goroutine, or Ended from the
+// event loop's thread once the direction moved there, so the two
+// directions call concurrently: implementations synchronize themselves.
+// No method but Closed may block for long: forwarding of the next chunk
+// waits for Data to return, and the event loop's thread serves many
+// connections. Closed may take its time: it runs after both directions
+// ended, on the last one's goroutine or on a fresh one.
 type Observer interface {
 	// Dialed reports the upstream dial's outcome and how long it took. On
 	// error the client connection is closed and only Closed follows.
@@ -131,18 +135,40 @@ type relay struct {
 	// dir closes a destination it could not write to; see readEOFWasReset.
 	finSent   [2]atomic.Bool
 	dstFailed [2]atomic.Bool
+
+	// The hand-off to the event loop (loop_linux.go): each direction joins
+	// the loop once its inspection is over; hmu guards dstate and inLoop.
+	hmu    sync.Mutex
+	dstate [2]dirState
+	inLoop *loopConn // set by the first direction to join
+	loop   *evLoop
+	left   atomic.Int32 // directions not yet ended; the last one's end closes
+	done   func()       // the connection is over (Proxy's accounting)
 }
+
+// dirState is where a direction is, for the hand-off to the event loop.
+type dirState uint8
+
+const (
+	dirInspecting dirState = iota // in inspectCopy
+	dirForwarding                 // past inspection, forwarding on its goroutine
+	dirInLoop                     // carried by the event loop
+	dirEnded                      // its source ended
+)
 
 // abort closes both sides at once (drain timeout reached).
 func (r *relay) abort() {
 	r.abortOnce.Do(func() {
 		r.aborted.Store(true)
-		r.client.Close()
 		r.upMu.Lock()
+		r.client.Close()
 		if r.upstream != nil {
 			r.upstream.Close()
 		}
 		r.upMu.Unlock()
+		r.hmu.Lock()
+		r.abortInLoop()
+		r.hmu.Unlock()
 	})
 }
 
@@ -177,57 +203,129 @@ func (r *relay) run(ctx context.Context, dial func(context.Context) (net.Conn, e
 	r.act[0].lastData.Store(now)
 	r.act[1].lastData.Store(now)
 
-	var left atomic.Int32
-	left.Store(2)
-	end := func() {
-		if left.Add(-1) != 0 {
-			return
+	r.left.Store(2)
+	r.done = done
+	if loopAvailable() && !r.inspect[0].Load() && !r.inspect[1].Load() && r.join(ClientToUpstream) {
+		// Nothing to inspect: straight to the event loop.
+		if !r.join(UpstreamToClient) {
+			go r.copyUpstreamToClient()
 		}
-		r.client.Close()
-		up.Close()
-		r.obs.Closed(Stats{
-			ClientToUpstream: r.bytes[ClientToUpstream].Load(),
-			UpstreamToClient: r.bytes[UpstreamToClient].Load(),
-			Closed:           time.Now(),
-		})
-		done()
+		return
 	}
-	go r.copyClientToUpstream(end)
-	go r.copyUpstreamToClient(end)
+	go r.copyClientToUpstream()
+	go r.copyUpstreamToClient()
+}
+
+// endOne records that one direction ended; the second closes the
+// connection: both net.Conns closed, the observer's Closed, done.
+func (r *relay) endOne() {
+	if r.left.Add(-1) == 0 {
+		r.closeAll()
+	}
+}
+
+// closeAll ends the connection once both directions ended.
+func (r *relay) closeAll() {
+	r.client.Close()
+	r.upstream.Close()
+	r.obs.Closed(Stats{
+		ClientToUpstream: r.bytes[ClientToUpstream].Load(),
+		UpstreamToClient: r.bytes[UpstreamToClient].Load(),
+		Closed:           time.Now(),
+	})
+	r.done()
 }
 
 // Named per direction so goroutine dumps say what each goroutine is.
-func (r *relay) copyClientToUpstream(done func()) {
-	r.pipe(ClientToUpstream, r.client, r.upstream, done)
+func (r *relay) copyClientToUpstream() {
+	r.pipe(ClientToUpstream, r.client, r.upstream)
 }
 
-func (r *relay) copyUpstreamToClient(done func()) {
-	r.pipe(UpstreamToClient, r.upstream, r.client, done)
+func (r *relay) copyUpstreamToClient() {
+	r.pipe(UpstreamToClient, r.upstream, r.client)
+}
+
+// ends returns dir's source and destination.
+func (r *relay) ends(dir Direction) (src, dst net.Conn) {
+	if dir == ClientToUpstream {
+		return r.client, r.upstream
+	}
+	return r.upstream, r.client
 }
 
 // pipe copies src to dst in direction dir until src ends, then forwards the
-// end: CloseWrite for a FIN, a reset for anything else.
-func (r *relay) pipe(dir Direction, src, dst net.Conn, done func()) {
+// end: CloseWrite for a FIN, a reset for anything else. Once dir is past
+// its inspection it joins the event loop (where there is one) and pipe
+// returns early.
+func (r *relay) pipe(dir Direction, src, dst net.Conn) {
 	inspected := r.inspect[dir].Load()
 	err := r.inspectCopy(dir, src, dst)
-	if err == nil && inspected {
+	if err != nil {
+		r.ended(dir, src, dst, err)
+		return
+	}
+	if loopAvailable() && r.join(dir) {
+		return
+	}
+	r.hmu.Lock()
+	r.dstate[dir] = dirForwarding
+	r.hmu.Unlock()
+	if inspected {
 		// Parsing the handshake grew this goroutine's stack to 8 KiB, and Go
 		// shrinks a parked goroutine's stack only when under a quarter of it
 		// is in use, which a splice wait's never is. The splice phase, which
 		// may idle for hours, gets a fresh 2 KiB stack instead.
-		go func() { r.finish(dir, src, dst, r.spliceCopy(dir, src, dst)); done() }()
+		go r.forward(dir, src, dst)
 		return
 	}
-	if err == nil {
-		err = r.spliceCopy(dir, src, dst)
+	r.forward(dir, src, dst)
+}
+
+// forward runs dir past its inspection on its goroutine until src ends.
+func (r *relay) forward(dir Direction, src, dst net.Conn) {
+	r.ended(dir, src, dst, r.spliceCopy(dir, src, dst))
+}
+
+// ended finishes dir on its goroutine. When the other direction is in the
+// event loop, the loop learns it (it holds duplicates of both sockets, so
+// a close here takes effect once the loop closes them too) and counts the
+// end.
+func (r *relay) ended(dir Direction, src, dst net.Conn, err error) {
+	closed := !errors.Is(r.finish(dir, src, dst, err), io.EOF)
+	r.hmu.Lock()
+	r.dstate[dir] = dirEnded
+	lc, l := r.inLoop, r.loop
+	r.hmu.Unlock()
+	if lc != nil {
+		l.post(loopCmd{c: lc, dir: dir, op: opGoEnded, closed: closed})
+		return
 	}
-	r.finish(dir, src, dst, err)
-	done()
+	r.endOne()
+}
+
+// readErr, writeErr and closedErr are the errors the event loop ends a
+// direction with, worded as the net package words them for a net.Conn.
+func (r *relay) readErr(dir Direction, errno error) error {
+	src, _ := r.ends(dir)
+	return &net.OpError{Op: "read", Net: "tcp", Source: src.LocalAddr(), Addr: src.RemoteAddr(), Err: os.NewSyscallError("read", errno)}
+}
+
+func (r *relay) writeErr(dir Direction, errno error) error {
+	_, dst := r.ends(dir)
+	return wrapWrite(&net.OpError{Op: "write", Net: "tcp", Source: dst.LocalAddr(), Addr: dst.RemoteAddr(), Err: os.NewSyscallError("write", errno)})
+}
+
+func (r *relay) closedErr(dir Direction) error {
+	if r.aborted.Load() {
+		return ErrAborted
+	}
+	src, _ := r.ends(dir)
+	return &net.OpError{Op: "read", Net: "tcp", Source: src.LocalAddr(), Addr: src.RemoteAddr(), Err: net.ErrClosed}
 }
 
 // finish forwards how dir ended: CloseWrite for a FIN, a reset for
 // anything else.
-func (r *relay) finish(dir Direction, src, dst net.Conn, err error) {
+func (r *relay) finish(dir Direction, src, dst net.Conn, err error) error {
 	at := time.Now()
 	if errors.Is(err, io.EOF) && r.readEOFWasReset(dir, src) {
 		err = errPeerReset
@@ -261,6 +359,7 @@ func (r *relay) finish(dir Direction, src, dst net.Conn, err error) {
 		resetConn(dst)
 		src.Close()
 	}
+	return err
 }
 
 // errPeerReset replaces the EOF a read returned on a socket that was in
@@ -279,6 +378,9 @@ var errPeerReset = fmt.Errorf("read: %w (the reset was reported to a write on th
 // The state and dstFailed are read before finSent: if finSent is still
 // unset afterwards, no FIN of ours can have moved src to CLOSE.
 func (r *relay) readEOFWasReset(dir Direction, src net.Conn) bool {
+	if r.finSent[1-dir].Load() {
+		return false // the common orderly close: no system call needed
+	}
 	reset := peerReset(src) || r.dstFailed[1-dir].Load()
 	return reset && !r.finSent[1-dir].Load()
 }

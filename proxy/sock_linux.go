@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -106,8 +107,7 @@ func socketAlive(c net.Conn) bool {
 const tcpClose = 7
 
 // peerReset reports whether c's TCP connection is in the CLOSE state
-// (tcp_info.tcpi_state, the first byte of TCP_INFO; reading only four
-// bytes of it is allowed, the kernel copies min(optlen, sizeof)).
+// (see tcpStateFD).
 func peerReset(c net.Conn) bool {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
@@ -118,13 +118,56 @@ func peerReset(c net.Conn) bool {
 		return false
 	}
 	var state byte
-	cerr := raw.Control(func(fd uintptr) {
-		v, err := syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_INFO)
-		if err == nil {
-			var b [4]byte
-			binary.NativeEndian.PutUint32(b[:], uint32(v))
-			state = b[0]
-		}
-	})
+	cerr := raw.Control(func(fd uintptr) { state = tcpStateFD(int(fd)) })
 	return cerr == nil && state == tcpClose
+}
+
+// tcpStateFD returns the TCP state of socket fd (tcp_info.tcpi_state, the
+// first byte of TCP_INFO; reading only four bytes of it is allowed, the
+// kernel copies min(optlen, sizeof)), or 0 when it cannot be read.
+func tcpStateFD(fd int) byte {
+	v, err := syscall.GetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_INFO)
+	if err != nil {
+		return 0
+	}
+	var b [4]byte
+	binary.NativeEndian.PutUint32(b[:], uint32(v))
+	return b[0]
+}
+
+// Go's TCP keep-alive defaults (net.KeepAliveConfig), which Go otherwise
+// sets on every accepted connection with four setsockopt calls.
+const (
+	keepAliveIdle     = 15 * time.Second
+	keepAliveInterval = 15 * time.Second
+	keepAliveCount    = 9
+)
+
+// listenConfig sets TCP keep-alive once, on the listening socket: Linux
+// copies it to every connection the socket accepts, so accepted
+// connections get Go's defaults without four system calls each.
+func listenConfig() net.ListenConfig {
+	return net.ListenConfig{
+		KeepAlive: -1, // not per connection: inherited from the listener
+		Control: func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) {
+				for _, o := range []struct{ level, opt, v int }{
+					{syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, 1},
+					{syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE, int(keepAliveIdle / time.Second)},
+					{syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL, int(keepAliveInterval / time.Second)},
+					{syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT, keepAliveCount},
+				} {
+					if err := syscall.SetsockoptInt(int(fd), o.level, o.opt, o.v); err != nil {
+						serr = os.NewSyscallError("setsockopt", err)
+						return
+					}
+				}
+			})
+			if err != nil {
+				return err
+			}
+			return serr
+		},
+	}
 }

@@ -28,3 +28,7 @@ func readReady(c net.Conn) (buf *[largeBuf]byte, n int, err error) {
 // queuedNow needs Linux's SIOCINQ; elsewhere every read goes through the
 // buffer.
 func queuedNow(net.Conn) int { return 0 }
+
+// listenConfig is the default: Go sets keep-alive on each accepted
+// connection.
+func listenConfig() net.ListenConfig { return net.ListenConfig{} }

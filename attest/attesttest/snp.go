@@ -18,7 +18,6 @@ import (
 	"github.com/google/go-sev-guest/abi"
 	"github.com/google/go-sev-guest/kds"
 	spb "github.com/google/go-sev-guest/proto/sevsnp"
-	"github.com/google/go-sev-guest/testing/data"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
@@ -49,6 +48,7 @@ const (
 type snpAuthority struct {
 	ark, ask, vcek *x509.Certificate
 	vcekKey        *ecdsa.PrivateKey
+	askKey         *rsa.PrivateKey
 	chipID         [64]byte
 
 	// The VCEKs for TCBLow and OtherChip evidence are issued on first use:
@@ -80,9 +80,13 @@ func amdName(commonName, serial string) pkix.Name {
 }
 
 func newSNPAuthority() (*snpAuthority, error) {
-	a := &snpAuthority{vcekKey: data.VCEKPrivateKey}
+	keys, err := loadSNPKeys()
+	if err != nil {
+		return nil, err
+	}
+	a := &snpAuthority{vcekKey: keys.vcek, askKey: keys.ask}
 	a.chipID = sha512.Sum512([]byte("ccproxy attesttest chip"))
-	arkKey, askKey := data.ARKPrivateKey, data.ASKPrivateKey
+	arkKey, askKey := keys.ark, keys.ask
 	crl := kds.CrlLinkByKey(snpProductLine, abi.VcekReportSigner)
 
 	// The ARK's own name is free (verification matches it only as the ASK's
@@ -218,7 +222,7 @@ func (a *snpAuthority) signedReport(e Evidence) ([]byte, *x509.Certificate, erro
 	tcb, vcek := snpDefaultTCB, a.vcek
 	if e.TCBLow {
 		a.lowOnce.Do(func() {
-			a.vcekLow, a.lowErr = a.issueVCEK(a.ask, data.ASKPrivateKey, snpLowTCB, 2)
+			a.vcekLow, a.lowErr = a.issueVCEK(a.ask, a.askKey, snpLowTCB, 2)
 		})
 		if a.lowErr != nil {
 			return nil, nil, a.lowErr
@@ -228,7 +232,7 @@ func (a *snpAuthority) signedReport(e Evidence) ([]byte, *x509.Certificate, erro
 	chipID := a.chipID
 	if e.OtherChip {
 		a.otherOnce.Do(func() {
-			a.vcekOther, a.otherErr = a.issueChipVCEK(a.ask, data.ASKPrivateKey, tcb, a.otherChipID[:], 3)
+			a.vcekOther, a.otherErr = a.issueChipVCEK(a.ask, a.askKey, tcb, a.otherChipID[:], 3)
 		})
 		if a.otherErr != nil {
 			return nil, nil, a.otherErr

@@ -2,7 +2,7 @@ package explain
 
 import (
 	"fmt"
-	"regexp"
+	regexp "github.com/ccproxy-dev/ccproxy/internal/explain/lazyre"
 	"strings"
 
 	"github.com/ccproxy-dev/ccproxy/internal/failure"

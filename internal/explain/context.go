@@ -1,7 +1,7 @@
 package explain
 
 import (
-	"regexp"
+	regexp "github.com/ccproxy-dev/ccproxy/internal/explain/lazyre"
 	"strings"
 )
 

@@ -277,7 +277,7 @@ const (
 	HandshakeFinished           uint8 = 20
 )
 
-var handshakeNames = map[uint8]string{
+var handshakeNames = [256]string{ // an array: looked up for every handshake event of every connection
 	0:                           "hello_request",
 	HandshakeClientHello:        "client_hello",
 	HandshakeServerHello:        "server_hello",
@@ -301,7 +301,7 @@ var handshakeNames = map[uint8]string{
 // HandshakeName returns the RFC name of a handshake message type, e.g. 11 →
 // "certificate"; unregistered values come back as "handshake(N)".
 func HandshakeName(t uint8) string {
-	if n, ok := handshakeNames[t]; ok {
+	if n := handshakeNames[t]; n != "" {
 		return n
 	}
 	return fmt.Sprintf("handshake(%d)", t)

@@ -44,8 +44,12 @@ import (
 func main() {
 	var err error
 	switch {
+	case len(os.Args) > 2 && os.Args[1] == "upstream" && os.Args[2] == "lbclose":
+		err = runLBClose()
 	case len(os.Args) > 1 && os.Args[1] == "upstream":
 		err = runUpstream()
+	case len(os.Args) > 1 && os.Args[1] == "drive":
+		err = runDrive(os.Args[2:])
 	case len(os.Args) > 1 && os.Args[1] == "gocopy":
 		err = runGoCopy(os.Args[2:])
 	default:
@@ -75,6 +79,46 @@ func runUpstream() error {
 	return (&upstream.Server{TLS: cfg, Logger: log}).Serve(ctx, ln)
 }
 
+// runLBClose is the storm's upstream process: every connection is closed
+// right after its ClientHello (upstream.CloseAfterHello).
+func runLBClose() error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("listening on %s\n", ln.Addr())
+	return upstream.CloseAfterHello{}.Serve(ctx, ln)
+}
+
+// runDrive is a load on its own, for profiling a relay started by hand:
+// "ccbench drive storm|rate ADDR DURATION" runs the storm or the
+// connection-rate client against ADDR and prints what it counted.
+func runDrive(args []string) error {
+	if len(args) != 3 {
+		return errors.New("usage: ccbench drive storm|rate ADDR DURATION")
+	}
+	dur, err := time.ParseDuration(args[2])
+	if err != nil {
+		return fmt.Errorf("drive: %w", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	d := &load.Dialer{Addr: args[1]}
+	var r load.Rate
+	switch args[0] {
+	case "storm":
+		r = load.Storm(ctx, d, 8, dur)
+	case "rate":
+		r = load.ConnRate(ctx, d, 8, dur)
+	default:
+		return fmt.Errorf("drive: unknown load %q", args[0])
+	}
+	fmt.Printf("%s: %d connections (%.0f/s), %d errors, first: %v\n", args[0], r.Conns, r.PerSecond(), r.Errors, r.FirstErr)
+	return nil
+}
+
 type config struct {
 	relays       []targets.Kind
 	opts         targets.Options
@@ -84,6 +128,9 @@ type config struct {
 	rateTime     time.Duration
 	rateRounds   int
 	rateWorkers  int
+	stormTime    time.Duration
+	stormRounds  int
+	tests        map[string]bool
 	firstByte    int
 	idle         []int
 	idleWorkers  int
@@ -102,6 +149,7 @@ func run() error {
 		idle      = flag.String("idle", "1000,10000", "idle-connection counts to measure memory at (the largest is capped by the open-file limit)")
 		workDir   = flag.String("workdir", "", "directory for logs, configs and profiles (default: a new temporary directory)")
 		timeLimit = flag.Duration("time-limit", 9*time.Minute, "abort the whole run after this long")
+		tests     = flag.String("tests", "bulk,rtt,firstbyte,rate,idle,storm", "tests to run (bulk, rtt, firstbyte, rate, idle, storm)")
 	)
 	flag.StringVar(&c.opts.CCProxy, "ccproxy", "", "ccproxy binary (go build -o ... ./cmd/ccproxy)")
 	flag.StringVar(&c.opts.Harness, "harness", "", "ccrelay binary (go build -o ... ./bench/cmd/ccrelay), for -profile")
@@ -113,6 +161,8 @@ func run() error {
 	flag.IntVar(&c.rttSize, "rtt-size", 64, "round-trip message size, bytes")
 	flag.DurationVar(&c.rateTime, "rate-time", 2*time.Second, "how long each connection-rate round opens new connections")
 	flag.IntVar(&c.rateWorkers, "rate-workers", 8, "concurrent clients in the rate test")
+	flag.DurationVar(&c.stormTime, "storm-time", 2*time.Second, "how long each storm round attempts failing connections")
+	flag.IntVar(&c.stormRounds, "storm-rounds", 3, "storm rounds per relay, interleaved; the median counts")
 	flag.IntVar(&c.firstByte, "first-byte", 1000, "sequential connections timed for first-byte latency")
 	flag.IntVar(&c.idleWorkers, "idle-workers", 8, "concurrent clients opening idle connections")
 	flag.IntVar(&c.socatIdleMax, "socat-idle-max", 1000, "largest idle count for socat (one process per connection, ~2.5 MiB each)")
@@ -120,6 +170,17 @@ func run() error {
 	flag.StringVar(&c.out, "out", "", "write the Markdown report here (it is printed either way)")
 	flag.Parse()
 
+	c.tests = map[string]bool{}
+	for _, t := range strings.Split(*tests, ",") {
+		t = strings.TrimSpace(t)
+		switch t {
+		case "bulk", "rtt", "firstbyte", "rate", "idle", "storm":
+			c.tests[t] = true
+		case "":
+		default:
+			return fmt.Errorf("-tests: unknown test %q", t)
+		}
+	}
 	for _, r := range strings.Split(*relays, ",") {
 		k := targets.Kind(strings.TrimSpace(r))
 		switch k {
@@ -227,18 +288,22 @@ func run() error {
 	// Repeated tests run their rounds interleaved over the relays, so a
 	// burst of other work on the machine hits one round of each rather
 	// than every round of one relay.
-	tests := []struct {
-		name   string
-		rounds int
-		fn     func(context.Context, *config, targets.Kind, *report.Relay) error
+	plan := []struct {
+		key, name string
+		rounds    int
+		fn        func(context.Context, *config, targets.Kind, *report.Relay) error
 	}{
-		{"bulk", c.bulkRounds, testBulk},
-		{"round trip", 1, testRTT},
-		{"first byte", 1, testFirstByte},
-		{"connection rate", c.rateRounds, testRate},
-		{"idle", 1, testIdle},
+		{"bulk", "bulk", c.bulkRounds, testBulk},
+		{"rtt", "round trip", 1, testRTT},
+		{"firstbyte", "first byte", 1, testFirstByte},
+		{"rate", "connection rate", c.rateRounds, testRate},
+		{"storm", "storm", c.stormRounds, testStorm},
+		{"idle", "idle", 1, testIdle},
 	}
-	for _, t := range tests {
+	for _, t := range plan {
+		if !c.tests[t.key] {
+			continue
+		}
 		for round := range t.rounds {
 			for _, k := range c.relays {
 				if ctx.Err() != nil {
@@ -304,6 +369,7 @@ func settings(c *config) []string {
 		fmt.Sprintf("bulk: %d MiB up, then %d MiB down, sequentially on one connection (TLS 1.3 handshake through the relay first, then plain TCP); best of %d rounds", c.bulk>>20, c.bulk>>20, c.bulkRounds),
 		fmt.Sprintf("round trip: %s ping-pongs of %d bytes on one connection after its handshake (plus an unrecorded warm-up of %s)", fmtCount(c.rtt), c.rttSize, fmtCount(min(c.rtt/10, 1000))),
 		fmt.Sprintf("connection rate: %d concurrent clients for %s, median of %d rounds; each connection a full TLS 1.3 handshake (X25519MLKEM768, ECDSA P-256 certificate), one protected exchange, close", c.rateWorkers, c.rateTime, c.rateRounds),
+		fmt.Sprintf("storm: %d concurrent clients for %s, median of %d rounds, against an upstream that reads the ClientHello and closes (a load balancer with no backend): each attempt a TLS 1.3 ClientHello answered by EOF, as `contrast set` retries it; ccproxy-traced writes every attempt's spans to its trace file", c.rateWorkers, c.stormTime, c.stormRounds),
 		fmt.Sprintf("first byte: %s sequential connections; time from the client starting its ClientHello write to the upstream application reading it (wall clock, same machine)", fmtCount(c.firstByte)),
 		fmt.Sprintf("idle: %s connections held (opened by %d concurrent clients), each after its handshake, %d protected exchanges and one raw byte each way; memory read 2 s after the last one opened; socat up to %s", strings.Join(idle, " then "), c.idleWorkers, load.SteadyRounds+1, fmtCount(c.socatIdleMax)),
 		fmt.Sprintf("relays: ccproxy `--idle-timeout 0 --max-connections 20000` (inspection on, tracing off as by default; ccproxy-traced adds `--trace-file`, one OTLP/JSON span line per connection); HAProxy 2.6 TCP mode, `option splice-auto`, `maxconn %d` (two descriptors per connection must fit the open-file limit); gocopy, a plain Go relay (`ccbench gocopy`: accept, dial, one io.Copy per direction, CloseWrite on EOF); socat `-d TCP-LISTEN:PORT,fork,reuseaddr,bind=127.0.0.1 TCP:UPSTREAM`", c.opts.MaxConns),
@@ -418,6 +484,42 @@ func testRate(ctx context.Context, c *config, kind targets.Kind, out *report.Rel
 		}
 		return nil
 	})
+}
+
+// testStorm attempts failing connections through the relay for
+// c.stormTime: its upstream closes each right after the ClientHello.
+// Only relays that stand for a deployment take part: direct has no relay
+// CPU to count, and socat's process per connection is measured enough by
+// the rate test.
+func testStorm(ctx context.Context, c *config, kind targets.Kind, out *report.Relay) error {
+	if kind == targets.Direct || kind == targets.Socat {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.stormTime+time.Minute)
+	defer cancel()
+	up, err := targets.StartUpstream(ctx, c.self, c.opts.WorkDir, "lbclose")
+	if err != nil {
+		return err
+	}
+	defer up.Stop()
+	r, err := targets.Start(ctx, kind, up.Addr, c.opts)
+	if err != nil {
+		return err
+	}
+	defer r.Stop()
+	var st load.Rate
+	cpu, err := relayCPU(r, func() error {
+		st = load.Storm(ctx, &load.Dialer{Addr: r.Addr}, c.rateWorkers, c.stormTime)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	out.Storm = append(out.Storm, report.Rate{PerSecond: st.PerSecond(), Conns: st.Conns, Errors: st.Errors, RelayCPU: cpu})
+	if st.Errors > 0 {
+		return fmt.Errorf("storm: %d of %d attempts did not fail as a closing load balancer makes them fail, first: %v", st.Errors, st.Errors+st.Conns, st.FirstErr)
+	}
+	return nil
 }
 
 // idleRun opens c.idle connections step by step through r and samples the

@@ -18,6 +18,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ccproxy-dev/ccproxy/bench/internal/wire"
@@ -395,4 +396,70 @@ func (p *Pool) Close() {
 		s.Close()
 	}
 	p.sessions = nil
+}
+
+// Storm has workers goroutines attempt TLS connections back to back for
+// dur through a relay whose upstream closes each right after the
+// ClientHello, as the Contrast CLI retries against a load balancer with no
+// backend. Conns counts attempts that failed that way (the handshake ended
+// by EOF or a reset before any server byte); Errors counts the rest: a dial
+// that failed, a handshake that succeeded or timed out.
+func Storm(ctx context.Context, d *Dialer, workers int, dur time.Duration) Rate {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	deadline := time.Now().Add(dur)
+	var (
+		attempts, errs atomic.Int64
+		mu             sync.Mutex
+		first          error
+		wg             sync.WaitGroup
+	)
+	fail := func(err error) {
+		errs.Add(1)
+		mu.Lock()
+		if first == nil {
+			first = err
+		}
+		mu.Unlock()
+	}
+	start := time.Now()
+	for range max(workers, 1) {
+		wg.Go(func() {
+			var nonce [32]byte
+			for time.Now().Before(deadline) && ctx.Err() == nil {
+				if err := d.failingHandshake(ctx, nonce[:]); err != nil {
+					fail(err)
+					continue
+				}
+				attempts.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	return Rate{Conns: int(attempts.Load()), Errors: int(errs.Load()), FirstErr: first, Elapsed: time.Since(start)}
+}
+
+// failingHandshake dials and starts a TLS handshake that the upstream is
+// expected to cut after the ClientHello; it returns nil when it was cut
+// that way.
+func (d *Dialer) failingHandshake(ctx context.Context, nonce []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, d.timeout())
+	defer cancel()
+	var nd net.Dialer
+	c, err := nd.DialContext(ctx, "tcp", d.Addr)
+	if err != nil {
+		return fmt.Errorf("dial %s: %w", d.Addr, err)
+	}
+	defer c.Close()
+	rand.Read(nonce)
+	err = tls.Client(c, wire.ClientTLSConfig(nonce)).HandshakeContext(ctx)
+	switch {
+	case err == nil:
+		return fmt.Errorf("tls handshake via %s succeeded; the upstream should have closed after the ClientHello", d.Addr)
+	case ctx.Err() != nil:
+		return fmt.Errorf("tls handshake via %s: %w", d.Addr, err)
+	case errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.ErrUnexpectedEOF):
+		return nil
+	}
+	return fmt.Errorf("tls handshake via %s: %w (want EOF)", d.Addr, err)
 }

@@ -265,9 +265,11 @@ type Upstream struct {
 
 // StartUpstream starts self as the upstream server and reads its address
 // from the first line of its standard output ("listening on ADDR").
-func StartUpstream(ctx context.Context, self, dir string) (*Upstream, error) {
+// Extra args choose another upstream ("lbclose": close after the
+// ClientHello).
+func StartUpstream(ctx context.Context, self, dir string, args ...string) (*Upstream, error) {
 	u := &Upstream{Relay{Kind: "upstream"}}
-	cmd := exec.Command(self, "upstream")
+	cmd := exec.Command(self, append([]string{"upstream"}, args...)...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
