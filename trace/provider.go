@@ -90,6 +90,7 @@ func Setup(ctx context.Context, cfg Config) (*Provider, error) {
 	opts := []sdktrace.TracerProviderOption{
 		sdktrace.WithResource(res),
 		sdktrace.WithSampler(sdktrace.AlwaysSample()),
+		sdktrace.WithIDGenerator(idGenerator{}), // honours reservations (reserve.go)
 	}
 	var q *queueProcessor
 	if len(exporters) > 0 {

@@ -122,21 +122,26 @@ func New(cfg Config) *Watcher {
 //
 // The connection's spans are made when it closes, from what was recorded
 // while it lived (see conn.write), and only if its run does not fold it
-// (internal/runs): a folded attempt of a failing run costs no span at all.
-// The first attempt of a run is the exception: its root span starts now,
-// since the run's later attempts link to it before it ends.
+// (internal/runs): an idle connection holds no open span, and a folded
+// attempt of a failing run costs no span at all.
 func (w *Watcher) Observe(ctx context.Context, info proxy.ConnInfo) proxy.Observer {
 	run := w.cfg.Runs.Begin(runs.KeyOf(info.Client, info.Route.Upstream), info.Accepted)
 	o := &conn{w: w, ctx: ctx, info: info, run: run}
 	// A connection is its own trace, unless it arrived with a propagated
 	// parent (a tunnel stream carrying the local side's traceparent): then
 	// the local end's trace holds it, and it is never folded.
-	if sc := oteltrace.SpanContextFromContext(ctx); sc.IsValid() && sc.IsRemote() {
+	parent := oteltrace.SpanContextFromContext(ctx)
+	if parent.IsValid() && parent.IsRemote() {
 		o.joined = true
+	} else {
+		parent = oteltrace.SpanContext{}
 	}
 	if run.Number() <= 1 {
-		o.root()
-		run.Started(o.span.SpanContext())
+		// The run's later attempts link to this root span, possibly while
+		// this connection is still open: its ids are fixed now, the span
+		// is made at the close like every other.
+		o.reserved = trace.Reserve(parent)
+		run.Started(o.reserved)
 	}
 	if !info.Route.Inspect {
 		run.Established() // no handshake to wait for (see internal/runs)
@@ -151,8 +156,9 @@ func (w *Watcher) Observe(ctx context.Context, info proxy.ConnInfo) proxy.Observ
 	return o
 }
 
-// root starts the connection's root span (at its accept), once; o.ctx
-// becomes its context, the parent of the child spans.
+// root starts the connection's root span (dated at its accept), once, with
+// the ids reserved for it if it is its run's first; o.ctx becomes its
+// context, the parent of the child spans.
 func (o *conn) root() oteltrace.Span {
 	if o.span != nil {
 		return o.span
@@ -165,7 +171,11 @@ func (o *conn) root() oteltrace.Span {
 		opts = append(opts, oteltrace.WithNewRoot())
 	}
 	opts = append(opts, o.run.StartOptions()...) // links are given at the start
-	o.ctx, o.span = o.w.tracer().Start(o.ctx, trace.SpanConnection, opts...)
+	if o.reserved.IsValid() {
+		o.ctx, o.span = trace.StartReserved(o.ctx, o.w.tracer(), o.reserved, trace.SpanConnection, opts...)
+	} else {
+		o.ctx, o.span = o.w.tracer().Start(o.ctx, trace.SpanConnection, opts...)
+	}
 	return o.span
 }
 
@@ -182,10 +192,13 @@ func (w *Watcher) tracer() oteltrace.Tracer {
 type conn struct {
 	w      *Watcher
 	ctx    context.Context
-	span   oteltrace.Span // nil until root() (at accept for a run's first attempt, else at write)
+	span   oteltrace.Span // nil until root(), at write
 	joined bool           // a child of a propagated remote parent
-	info   proxy.ConnInfo
-	run    *runs.Attempt
+	// reserved: a run's first attempt's root span ids, fixed at accept
+	// (later attempts link to it while it may still be open).
+	reserved oteltrace.SpanContext
+	info     proxy.ConnInfo
+	run      *runs.Attempt
 
 	c2s, s2c *inspect.Parser
 
