@@ -207,17 +207,7 @@ func TestRelayRefinesWithProbe(t *testing.T) {
 				t.Fatalf("client negotiated %#x, want TLS 1.3", res.Attempts[0].TLSVersion)
 			}
 			r.waitFor(tc.want)
-			// The connection whose probe ran (a client's reconnect may reuse
-			// its result from the cache).
-			var ct *connectionTrace
-			for _, x := range r.traces() {
-				if attr(x.root.Attributes(), string(trace.FailureMode)) != string(tc.want) {
-					continue
-				}
-				if ct == nil || (len(x.probes) > 0 && attr(x.probes[0].Attributes(), string(trace.ProbeCached)) == "false") {
-					ct = &x
-				}
-			}
+			ct := r.probedConnection(tc.want, !tc.noProbe)
 			if ct == nil {
 				t.Fatalf("no connection span with mode %s", tc.want)
 			}

@@ -216,6 +216,34 @@ func (r *relay) traces() []connectionTrace {
 	return out
 }
 
+// probedConnection is a connection named want, preferring the one whose
+// probe ran rather than reused another's result (a client's reconnect
+// waits for the probe in flight, and both are named when it ends, in
+// either order): with probed set it waits, up to 10 s, for that one's
+// spans. Nil if no connection was named want.
+func (r *relay) probedConnection(want failure.Mode, probed bool) *connectionTrace {
+	r.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var ct *connectionTrace
+		for _, x := range r.traces() {
+			if attr(x.root.Attributes(), string(trace.FailureMode)) != string(want) {
+				continue
+			}
+			if len(x.probes) > 0 && attr(x.probes[0].Attributes(), string(trace.ProbeCached)) == "false" {
+				return &x
+			}
+			if ct == nil {
+				ct = &x
+			}
+		}
+		if !probed || time.Now().After(deadline) {
+			return ct
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // checkNested fails t unless the root span encloses every child span, as
 // a waterfall (Jaeger, the HTML view) draws it.
 func (ct connectionTrace) checkNested(t *testing.T) {
