@@ -276,6 +276,11 @@ func (o *conn) Inspecting(dir proxy.Direction) bool {
 	}
 	o.mu.Lock()
 	more := o.cls.WantsMore(inspectDir(dir))
+	if !more && dir == proxy.ClientToUpstream && o.hello != nil {
+		// The client is past its handshake: keep what the root span and
+		// a probe need of its hello, not the whole of it.
+		o.hello = o.cls.CompactHello()
+	}
 	o.mu.Unlock()
 	if !more {
 		if dir == proxy.ClientToUpstream {

@@ -205,6 +205,14 @@ func (c *Classifier) WantsMore(dir Direction) bool {
 	return c.upNotTLS == nil && c.upParse == nil && c.upEnc < 16 && (c.upEncAfter < 2 || c.serverHi == nil)
 }
 
+// CompactHello keeps only the compact form of the ClientHello
+// (ClientHello.Compact) once the client's side of the handshake is over,
+// and returns it: Facts reports it from then on.
+func (c *Classifier) CompactHello() *ClientHello {
+	c.hello = c.hello.Compact()
+	return c.hello
+}
+
 // HelloDone reports whether a complete ClientHello passed.
 func (c *Classifier) HelloDone() bool { return c.hello != nil }
 

@@ -70,6 +70,23 @@ type ClientHello struct {
 	PreSharedKey        bool // a PSK (session resumption) offered
 }
 
+// Compact returns a copy with only what is needed once the handshake is
+// over: the server name, ALPN and versions (the root span's attributes,
+// the nonce, a probe's TLS version). A connection may then stay open for
+// hours; the rest of the hello (random, session ID, suites, groups,
+// extensions) is several hundred bytes it need not keep.
+func (c *ClientHello) Compact() *ClientHello {
+	if c == nil {
+		return nil
+	}
+	return &ClientHello{
+		LegacyVersion:     c.LegacyVersion,
+		ServerName:        c.ServerName,
+		ALPN:              c.ALPN,
+		SupportedVersions: c.SupportedVersions,
+	}
+}
+
 // MaxVersion is the highest protocol version the client offers, ignoring
 // GREASE values: from supported_versions when present, else LegacyVersion.
 func (c *ClientHello) MaxVersion() uint16 {
