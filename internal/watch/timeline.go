@@ -99,6 +99,15 @@ func (t *timeline) ended(dir proxy.Direction, err error, at time.Time) {
 	t.evs = append(t.evs, e)
 }
 
+// trim lets go of the spare capacity the records grew into: a connection
+// past its handshake records no more events (but for the ends of its
+// directions), and may idle for hours.
+func (t *timeline) trim() {
+	if cap(t.evs)-len(t.evs) > 2 {
+		t.evs = append(make([]tlEvent, 0, len(t.evs)+2), t.evs...) // room for the two ends
+	}
+}
+
 // flush adds the recorded events to span, in the order they happened, and
 // forgets them.
 func (t *timeline) flush(span oteltrace.Span) {

@@ -211,6 +211,7 @@ type conn struct {
 	// handshake and stream child spans are made then too, from hsStart and
 	// dialEnd, so an idle connection holds no open span but its root.
 	tl        timeline
+	inspected uint8        // directions past their inspection
 	certCheck chan checked // TLS 1.2: the running evidence check
 	// helloWait, made when a certificate comes before the relay has
 	// observed the ClientHello, is closed once it has, or once the client
@@ -280,6 +281,12 @@ func (o *conn) Inspecting(dir proxy.Direction) bool {
 		// The client is past its handshake: keep what the root span and
 		// a probe need of its hello, not the whole of it.
 		o.hello = o.cls.CompactHello()
+	}
+	if !more {
+		o.inspected++
+		if o.inspected == 2 {
+			o.tl.trim() // no more events: what the connection keeps while it idles
+		}
 	}
 	o.mu.Unlock()
 	if !more {
