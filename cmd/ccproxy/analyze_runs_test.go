@@ -10,7 +10,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -130,18 +129,6 @@ func (f *runsFixture) retry(t *testing.T, from string, d time.Duration) error {
 	return demo.SetLoop(ctx, f.relay.addr, f.cli(from))
 }
 
-// stop ends the relay with SIGTERM, which drains the connections still
-// waiting for the slow issuer and flushes every span to the file.
-func (f *runsFixture) stop(t *testing.T) {
-	t.Helper()
-	if err := f.relay.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if code := f.relay.waitExit(t, 30*time.Second); code != 0 {
-		t.Fatalf("relay exit %d:\n%s", code, f.relay.stderr)
-	}
-}
-
 // TestRunEndToEnd: a CLI that retries through the relay — a load balancer
 // drops its first three attempts, then the issuer hangs until the CLI
 // gives up — is one run: in the trace file (ccproxy.run.attempt 1..4, each
@@ -155,7 +142,7 @@ func TestRunEndToEnd(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "context deadline exceeded") {
 		t.Fatalf("the CLI returned %v, want its deadline", err)
 	}
-	f.stop(t)
+	f.relay.stop(t)
 
 	spans := rootSpans(t, f.traces)
 	if len(spans) != 4 {
@@ -262,7 +249,7 @@ func TestRunsTwoClientsAtOnce(t *testing.T) {
 		wg.Go(func() { _ = f.retry(t, "127.0.0.1", time.Second) })
 	}
 	wg.Wait()
-	f.stop(t)
+	f.relay.stop(t)
 
 	byClient := map[string][]rootSpan{}
 	for _, s := range rootSpans(t, f.traces) {

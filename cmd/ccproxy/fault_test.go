@@ -288,6 +288,19 @@ func (p *relayProcess) waitExit(t *testing.T, within time.Duration) int {
 	return -1
 }
 
+// stop ends the relay with SIGTERM and requires a clean exit: it drains
+// the connections still open, writes what its CLI runs still hold (last
+// attempts, final summaries) and flushes every span.
+func (p *relayProcess) stop(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.waitExit(t, 30*time.Second); code != 0 {
+		t.Fatalf("relay exit %d:\n%s", code, p.stderr)
+	}
+}
+
 // TestFaultSIGTERMUnderLoad runs the binary with 40 connections streaming
 // both ways with half-closes, sends SIGTERM while all are mid-stream, and
 // checks: no new connection is accepted, every stream completes byte for

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -66,18 +65,6 @@ func (f *stormFixture) waitConnections(t *testing.T, n float64) {
 			t.Fatalf("ccproxy_connections_total = %v, want %v", got, n)
 		}
 		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// stop ends the relay with SIGTERM: the runs it still holds are finished
-// (their last attempts and final summaries written) and flushed.
-func (f *stormFixture) stop(t *testing.T) {
-	t.Helper()
-	if err := f.relay.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if code := f.relay.waitExit(t, 30*time.Second); code != 0 {
-		t.Fatalf("relay exit %d:\n%s", code, f.relay.stderr)
 	}
 }
 
@@ -156,7 +143,7 @@ func TestStormIsFolded(t *testing.T) {
 	f.attempts(t, n)
 	f.waitConnections(t, n)
 	folded := f.relay.metric(t, "ccproxy_root_spans_folded_total", "")
-	f.stop(t)
+	f.relay.stop(t)
 
 	names := spanNames(t, f.traces)
 	total := 0
@@ -214,7 +201,7 @@ func TestStormAlternatingKeepsEveryChange(t *testing.T) {
 	f.coord.SetFaultSequence(seq...)
 	f.attempts(t, n)
 	f.waitConnections(t, n)
-	f.stop(t)
+	f.relay.stop(t)
 	if got := spanNames(t, f.traces)[trace.SpanConnection]; got != n {
 		t.Errorf("%d root spans for %d alternating attempts: every change must be written", got, n)
 	}
@@ -232,7 +219,7 @@ func TestStormEveryAttemptReadsTheSame(t *testing.T) {
 		f := newStormFixture(t, coordinator.FaultLBClose, args...)
 		f.attempts(t, n)
 		f.waitConnections(t, n)
-		f.stop(t)
+		f.relay.stop(t)
 		return analyzeFiles(t, f.traces), spanNames(t, f.traces)[trace.SpanConnection]
 	}
 	every, everyRoots := counts("--trace-every-attempt")
@@ -258,7 +245,7 @@ func TestStormRotatedTraceFile(t *testing.T) {
 	f := newStormFixture(t, coordinator.FaultLBClose, "--trace-every-attempt", "--trace-file-max-size", "1", "--trace-file-max-files", "50")
 	f.attempts(t, n)
 	f.waitConnections(t, n)
-	f.stop(t)
+	f.relay.stop(t)
 	set, err := trace.RotatedSet(f.traces)
 	if err != nil {
 		t.Fatal(err)
