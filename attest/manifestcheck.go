@@ -372,17 +372,8 @@ func (c manifestChecker) tdxEntry(e map[string]json.RawMessage) []fieldErr {
 		check("MrTd", "MrTd", 48, false)
 		check("MrSeam", "MrSeam", 48, true)
 		check("Xfam", "Xfam", 8, false)
-		rtmrs := make([]json.RawMessage, 4)
-		var list []json.RawMessage
-		_ = json.Unmarshal(get(e, "Rtmrs"), &list)
-		copy(rtmrs, list)
-		for i, r := range rtmrs {
-			// The newest CLI numbers them from 1 in this message.
-			if msg := hexLenErr(r, 48); msg != "" {
-				errs = append(errs, fieldErr{path: fmt.Sprintf("RTMR[%d]", i+1), msg: msg})
-			}
-		}
-		return errs
+		// The newest CLI numbers them from 1 in this message.
+		return append(errs, rtmrErrs(get(e, "Rtmrs"), "RTMR[%d]", 1)...)
 	}
 	check("MrTd", "MrTd", 48, false)
 	if isNull(get(e, "MinimumQeSvn")) {
@@ -395,13 +386,20 @@ func (c manifestChecker) tdxEntry(e map[string]json.RawMessage) []fieldErr {
 	check("MrSeam", "MrSeam", 48, false)
 	check("TdAttributes", "TdAttributes", 8, false)
 	check("Xfam", "Xfam", 8, false)
+	return append(errs, rtmrErrs(get(e, "Rtrms"), "Rtrms[%d]", 0)...)
+}
+
+// rtmrErrs checks the four 48-byte RTMRs of raw (a JSON list; missing
+// entries are empty), naming each by format with its index from first.
+func rtmrErrs(raw json.RawMessage, format string, first int) []fieldErr {
 	rtmrs := make([]json.RawMessage, 4)
 	var list []json.RawMessage
-	_ = json.Unmarshal(get(e, "Rtrms"), &list)
+	_ = json.Unmarshal(raw, &list)
 	copy(rtmrs, list)
+	var errs []fieldErr
 	for i, r := range rtmrs {
 		if msg := hexLenErr(r, 48); msg != "" {
-			errs = append(errs, fieldErr{path: fmt.Sprintf("Rtrms[%d]", i), msg: msg})
+			errs = append(errs, fieldErr{path: fmt.Sprintf(format, i+first), msg: msg})
 		}
 	}
 	return errs
