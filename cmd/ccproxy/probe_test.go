@@ -13,6 +13,7 @@ import (
 
 	"github.com/ccproxy-dev/ccproxy/attest/attesttest"
 	"github.com/ccproxy-dev/ccproxy/integration/simulated/coordinator"
+	"github.com/ccproxy-dev/ccproxy/integration/simulated/coordinatortest"
 	"github.com/ccproxy-dev/ccproxy/internal/failure"
 )
 
@@ -32,20 +33,9 @@ func newProbeFixture(t *testing.T, cfg coordinator.Config) *probeFixture {
 		t.Fatal(err)
 	}
 	cfg.Authority = a
-	c, err := coordinator.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-done })
+	c, addr := coordinatortest.Start(t, cfg)
 	dir := t.TempDir()
-	f := &probeFixture{c: c, addr: ln.Addr().String(), manifest: filepath.Join(dir, "manifest.json"), roots: filepath.Join(dir, "snp-roots.pem")}
+	f := &probeFixture{c: c, addr: addr, manifest: filepath.Join(dir, "manifest.json"), roots: filepath.Join(dir, "snp-roots.pem")}
 	if err := os.WriteFile(f.manifest, c.Manifest(), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/ccproxy-dev/ccproxy/attest"
 	"github.com/ccproxy-dev/ccproxy/attest/attesttest"
 	"github.com/ccproxy-dev/ccproxy/integration/simulated/coordinator"
+	"github.com/ccproxy-dev/ccproxy/integration/simulated/coordinatortest"
 	"github.com/ccproxy-dev/ccproxy/internal/failure"
 	"github.com/ccproxy-dev/ccproxy/internal/probe"
 	"github.com/ccproxy-dev/ccproxy/internal/watch"
@@ -38,24 +39,7 @@ func startCoordinator(t *testing.T, cfg coordinator.Config) (*coordinator.Coordi
 	if cfg.Authority == nil {
 		cfg.Authority = a
 	}
-	c, err := coordinator.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("coordinator Serve: %v", err)
-		}
-	})
-	return c, ln.Addr().String()
+	return coordinatortest.Start(t, cfg)
 }
 
 // attestOptions are the evidence options of a ccproxy configured like a

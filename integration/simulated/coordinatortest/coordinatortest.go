@@ -14,7 +14,8 @@ import (
 )
 
 // Start runs a simulated Coordinator made from cfg on a loopback port
-// until the test ends, and returns it with its address.
+// until the test ends, and returns it with its address. The test fails if
+// Serve returns an error.
 func Start(t testing.TB, cfg coordinator.Config) (*coordinator.Coordinator, string) {
 	t.Helper()
 	c, err := coordinator.New(cfg)
@@ -26,8 +27,13 @@ func Start(t testing.TB, cfg coordinator.Config) (*coordinator.Coordinator, stri
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { c.Serve(ctx, ln); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	done := make(chan error, 1)
+	go func() { done <- c.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("simulated Coordinator: Serve: %v", err)
+		}
+	})
 	return c, ln.Addr().String()
 }
