@@ -200,7 +200,10 @@ type run struct {
 	done       bool      // the latest attempt ended with ok
 	active     time.Time // the latest start or client leaving, for eviction
 
-	tally // what its ended attempts were (summary.go)
+	open     int    // attempts begun and not ended
+	over     bool   // can no longer be continued
+	finished bool   // its final summary was given
+	tally    *tally // what its ended attempts were (summary.go); nil until one ended
 }
 
 // Attempt is one connection's place in its run.

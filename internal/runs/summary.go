@@ -46,19 +46,18 @@ type ModeCount struct {
 	Count int
 }
 
-// tally is a run's account of its attempts, kept under Tracker.mu.
+// tally is a run's account of its ended attempts, kept under Tracker.mu.
+// It is made when the run's first attempt ends: a healthy connection that
+// idles for hours as its run's only attempt holds none.
 type tally struct {
-	open     int // attempts begun and not ended
-	ended    int
-	written  int
-	folded   int
-	modes    []ModeCount
-	last     failure.Mode
-	hasLast  bool
-	lastEnd  time.Time
-	pending  func() // the latest folded attempt's write, kept as the possible last
-	over     bool   // can no longer be continued
-	finished bool   // its final summary was given
+	ended   int
+	written int
+	folded  int
+	modes   []ModeCount
+	last    failure.Mode
+	hasLast bool
+	lastEnd time.Time
+	pending func() // the latest folded attempt's write, kept as the possible last
 
 	summarizedAt time.Time // the latest progress summary (firstStart before)
 	summarized   int       // ended at that summary
@@ -95,29 +94,33 @@ func (d *dueList) run() {
 // record accounts for attempt n of r ending at at with mode and decides
 // whether write runs now (see fold.go). It reports whether it does.
 func (t *Tracker) record(r *run, n int, at time.Time, mode failure.Mode, write func(), due *dueList) bool {
+	if r.tally == nil {
+		r.tally = &tally{}
+	}
+	tl := r.tally
 	now := write == nil || !t.cfg.Fold || r.finished ||
-		keep(n, t.cfg.FoldFirst, mode, r.last, r.hasLast)
-	if p := r.pending; p != nil {
-		r.pending = nil
-		if r.hasLast && mode != r.last {
+		keep(n, t.cfg.FoldFirst, mode, tl.last, tl.hasLast)
+	if p := tl.pending; p != nil {
+		tl.pending = nil
+		if tl.hasLast && mode != tl.last {
 			due.add(p) // the last of its streak
-			r.written++
+			tl.written++
 		} else {
-			r.folded++
+			tl.folded++
 			if t.cfg.OnFold != nil {
 				key := r.key
 				due.add(func() { t.cfg.OnFold(key) })
 			}
 		}
 	}
-	r.count(mode, at)
+	tl.count(mode, at)
 	if now {
-		r.written++
+		tl.written++
 		if write != nil {
 			due.add(write)
 		}
 	} else {
-		r.pending = write
+		tl.pending = write
 	}
 	return now
 }
@@ -148,10 +151,10 @@ func (t *Tracker) finish(r *run, due *dueList) {
 			break
 		}
 	}
-	if p := r.pending; p != nil {
-		r.pending = nil
-		r.written++
-		due.add(p)
+	if tl := r.tally; tl != nil && tl.pending != nil {
+		due.add(tl.pending)
+		tl.pending = nil
+		tl.written++
 	}
 	t.summarize(r, true, due)
 }
@@ -159,28 +162,22 @@ func (t *Tracker) finish(r *run, due *dueList) {
 // summarize gives r's summary to Config.Summaries; a run of one attempt
 // has none.
 func (t *Tracker) summarize(r *run, final bool, due *dueList) {
-	if t.cfg.Summaries == nil || r.attempts < 2 || r.ended == 0 {
+	if t.cfg.Summaries == nil || r.attempts < 2 || r.tally == nil {
 		return
 	}
 	s := r.summary(final)
-	r.summarized = r.ended
+	r.tally.summarized = r.tally.ended
 	f := t.cfg.Summaries
 	due.add(func() { f(s) })
 }
 
 func (r *run) summary(final bool) Summary {
-	return Summary{
-		Key:      r.key,
-		First:    r.first,
-		Start:    r.firstStart,
-		End:      r.lastEnd,
-		Attempts: r.ended,
-		InFlight: r.open,
-		Folded:   r.folded,
-		Modes:    append([]ModeCount(nil), r.modes...),
-		Last:     r.last,
-		Final:    final,
+	s := Summary{Key: r.key, First: r.first, Start: r.firstStart, InFlight: r.open, Final: final}
+	if tl := r.tally; tl != nil {
+		s.End, s.Attempts, s.Folded, s.Last = tl.lastEnd, tl.ended, tl.folded, tl.last
+		s.Modes = append([]ModeCount(nil), tl.modes...)
 	}
+	return s
 }
 
 // Sweep finishes the runs that can no longer be continued at now (writing
@@ -197,15 +194,16 @@ func (t *Tracker) Sweep(now time.Time) {
 	}
 	for _, rs := range t.byKey {
 		for _, r := range rs {
-			if r.finished || r.ended <= r.summarized {
+			tl := r.tally
+			if r.finished || tl == nil || tl.ended <= tl.summarized {
 				continue
 			}
-			since := r.summarizedAt
+			since := tl.summarizedAt
 			if since.IsZero() {
 				since = r.firstStart
 			}
 			if now.Sub(since) >= t.cfg.SummaryEvery {
-				r.summarizedAt = now
+				tl.summarizedAt = now
 				t.summarize(r, false, &due)
 			}
 		}
