@@ -211,10 +211,9 @@ type Attempt struct {
 	t           *Tracker
 	r           *run
 	n           int
-	first       oteltrace.SpanContext // the run's first root span (n > 1)
-	gone        time.Time             // when the attempt was over; zero while in flight
-	established bool                  // past its handshake
-	ended       bool                  // End was called
+	gone        time.Time // when the attempt was over; zero while in flight
+	established bool      // past its handshake
+	ended       bool      // End was called
 }
 
 // New returns a Tracker with cfg's bounds.
@@ -266,7 +265,7 @@ func (t *Tracker) Begin(key Key, at time.Time) *Attempt {
 	}
 	best.attempts++
 	best.open++
-	a := &Attempt{t: t, r: best, n: best.attempts, first: best.first}
+	a := &Attempt{t: t, r: best, n: best.attempts}
 	best.latest = a
 	best.active = at
 	return a
@@ -415,10 +414,23 @@ func (a *Attempt) Number() int {
 // First is the run's first root span, as recorded by its Started; invalid
 // for the first attempt itself.
 func (a *Attempt) First() oteltrace.SpanContext {
-	if a == nil {
+	if a == nil || a.n == 1 {
 		return oteltrace.SpanContext{}
 	}
-	return a.first
+	a.t.mu.Lock()
+	defer a.t.mu.Unlock()
+	return a.r.first
+}
+
+// Own is what Started recorded for a run's first attempt: its own root
+// span; invalid for the others.
+func (a *Attempt) Own() oteltrace.SpanContext {
+	if a == nil || a.n != 1 {
+		return oteltrace.SpanContext{}
+	}
+	a.t.mu.Lock()
+	defer a.t.mu.Unlock()
+	return a.r.first
 }
 
 // StartOptions are the root span's options for the attempt: the attribute
@@ -429,9 +441,9 @@ func (a *Attempt) StartOptions() []oteltrace.SpanStartOption {
 		return nil
 	}
 	opts := []oteltrace.SpanStartOption{oteltrace.WithAttributes(trace.RunAttempt.Int(a.n))}
-	if a.n > 1 && a.first.IsValid() {
+	if first := a.First(); first.IsValid() {
 		opts = append(opts, oteltrace.WithLinks(oteltrace.Link{
-			SpanContext: a.first,
+			SpanContext: first,
 			Attributes:  []attribute.KeyValue{trace.RunAttempt.Int(1)},
 		}))
 	}

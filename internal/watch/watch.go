@@ -140,8 +140,7 @@ func (w *Watcher) Observe(ctx context.Context, info proxy.ConnInfo) proxy.Observ
 		// The run's later attempts link to this root span, possibly while
 		// this connection is still open: its ids are fixed now, the span
 		// is made at the close like every other.
-		o.reserved = trace.Reserve(parent)
-		run.Started(o.reserved)
+		run.Started(trace.Reserve(parent))
 	}
 	if !info.Route.Inspect {
 		run.Established() // no handshake to wait for (see internal/runs)
@@ -171,8 +170,8 @@ func (o *conn) root() oteltrace.Span {
 		opts = append(opts, oteltrace.WithNewRoot())
 	}
 	opts = append(opts, o.run.StartOptions()...) // links are given at the start
-	if o.reserved.IsValid() {
-		o.ctx, o.span = trace.StartReserved(o.ctx, o.w.tracer(), o.reserved, trace.SpanConnection, opts...)
+	if own := o.run.Own(); own.IsValid() {
+		o.ctx, o.span = trace.StartReserved(o.ctx, o.w.tracer(), own, trace.SpanConnection, opts...)
 	} else {
 		o.ctx, o.span = o.w.tracer().Start(o.ctx, trace.SpanConnection, opts...)
 	}
@@ -194,11 +193,8 @@ type conn struct {
 	ctx    context.Context
 	span   oteltrace.Span // nil until root(), at write
 	joined bool           // a child of a propagated remote parent
-	// reserved: a run's first attempt's root span ids, fixed at accept
-	// (later attempts link to it while it may still be open).
-	reserved oteltrace.SpanContext
-	info     proxy.ConnInfo
-	run      *runs.Attempt
+	info   proxy.ConnInfo
+	run    *runs.Attempt
 
 	c2s, s2c *inspect.Parser
 
