@@ -178,26 +178,7 @@ func TestRunEndToEnd(t *testing.T) {
 		t.Errorf("the runs come after the connections:\n%s", out)
 	}
 
-	js, _, code := run(t, nil, "analyze", "--output", "json", f.traces)
-	if code != 0 {
-		t.Fatalf("analyze json exit %d", code)
-	}
-	var rep struct {
-		Runs struct {
-			Runs int `json:"runs"`
-			List []struct {
-				Attempts int    `json:"attempts"`
-				Outcome  string `json:"outcome"`
-				Steps    []struct {
-					Mode  string `json:"mode"`
-					Count int    `json:"count"`
-				} `json:"steps"`
-			} `json:"list"`
-		} `json:"runs"`
-	}
-	if err := json.Unmarshal([]byte(js), &rep); err != nil {
-		t.Fatal(err)
-	}
+	rep := analyzeFiles(t, f.traces)
 	if rep.Runs.Runs != 1 || len(rep.Runs.List) != 1 || rep.Runs.List[0].Attempts != 4 || rep.Runs.List[0].Outcome != "issuer_timeout" ||
 		len(rep.Runs.List[0].Steps) != 2 || rep.Runs.List[0].Steps[0].Count != 3 {
 		t.Errorf("analyze JSON runs: %+v", rep.Runs)

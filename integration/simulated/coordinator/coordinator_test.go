@@ -22,6 +22,7 @@ import (
 	"github.com/ccproxy-dev/ccproxy/attest/attesttest"
 	"github.com/ccproxy-dev/ccproxy/integration/simulated/contrastcli"
 	"github.com/ccproxy-dev/ccproxy/integration/simulated/coordinator"
+	"github.com/ccproxy-dev/ccproxy/integration/simulated/coordinatortest"
 	"github.com/ccproxy-dev/ccproxy/internal/atls"
 	"github.com/ccproxy-dev/ccproxy/internal/failure"
 )
@@ -40,30 +41,14 @@ func start(t *testing.T, cfg coordinator.Config) (*coordinator.Coordinator, stri
 	if cfg.Authority == nil {
 		cfg.Authority = a
 	}
-	c, err := coordinator.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	c, addr := coordinatortest.Start(t, cfg)
 	for c.Addr() == "" {
 		time.Sleep(time.Millisecond)
 	}
-	if c.Addr() != ln.Addr().String() {
-		t.Fatalf("Addr() = %q, want %q", c.Addr(), ln.Addr())
+	if c.Addr() != addr {
+		t.Fatalf("Addr() = %q, want %q", c.Addr(), addr)
 	}
-	return c, ln.Addr().String()
+	return c, addr
 }
 
 // cliOptions are the options of a CLI that trusts c's authority and holds
