@@ -1,8 +1,10 @@
 package watch
 
 import (
+	"cmp"
 	"errors"
 	"io"
+	"slices"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -110,7 +112,14 @@ func (t *timeline) trim() {
 
 // flush adds the recorded events to span, in the order they happened, and
 // forgets them.
+//
+// The two directions' parsers record in the order they take the
+// connection's lock, not in the order their bytes arrived: a chunk read
+// from the server may be parsed after a later one from the client. Each
+// event carries its chunk's arrival time, so a stable sort by it restores
+// the order on the wire (and keeps a direction's own events in order).
 func (t *timeline) flush(span oteltrace.Span) {
+	slices.SortStableFunc(t.evs, func(a, b tlEvent) int { return cmp.Compare(a.at, b.at) })
 	for i := range t.evs {
 		e := &t.evs[i]
 		at := oteltrace.WithTimestamp(time.Unix(0, e.at))
