@@ -15,13 +15,13 @@ import (
 // collector its quota in one storm. So, with Config.Fold on, an attempt's
 // trace is written only when it tells something new:
 //
-//   - the run's first FoldFirst attempts (10): how the run began, in full;
+//   - the run's first FoldFirst attempts (32): how the run began, in full;
 //   - every attempt whose mode differs from the attempt that ended before
 //     it, and the attempt before such a change (the last of its streak):
 //     each step of the story has its first and its last attempt;
 //   - every ok: the end of a story is never folded;
-//   - attempts numbered by a power of two (16, 32, 64, …): a sparse sample
-//     across a long streak, a dozen for the longest run a CLI makes;
+//   - attempts numbered by a power of two (64, 128, …): a sparse sample
+//     across a long streak, 14 for the longest run a CLI makes;
 //   - the run's last attempt, which is known only once the run is over: the
 //     latest folded attempt is kept and written when no attempt follows it.
 //
@@ -29,7 +29,7 @@ import (
 // none of the work of making them. It is counted: the run's summary span
 // (summary.go) carries the attempts, the folded ones and the count per
 // mode, so `ccproxy analyze` and the metrics stay exact. 3,000 attempts
-// failing alike are written as 10 + 8 + 1 attempts and a summary or two.
+// failing alike are written as 32 + 6 + 1 attempts and a summary or two.
 
 // keep reports whether attempt n, which ended with mode after an attempt
 // of its run that ended with prev (hasPrev false for none), is written at
