@@ -172,11 +172,13 @@ func (r *relay) abort() {
 	})
 }
 
-// run dials the upstream and starts the two copy goroutines; it returns
-// without waiting for them. done is called once the connection is over:
-// both sides closed and the observer told. Not waiting keeps an idle
-// connection down to its two copy goroutines, on small stacks; the
-// goroutine that accepted and dialed (whose stack grew doing so) is gone.
+// run dials the upstream and copies both directions: the client's on the
+// calling goroutine, the upstream's on a new one. It returns once the
+// client's direction is over or has joined the event loop; done is called
+// once the connection is over: both sides closed and the observer told.
+// An idle connection past its inspection waits in the event loop with no
+// goroutine; where there is none (not Linux) it keeps the calling
+// goroutine, whose stack grew in the dial and shrinks at the next GC.
 func (r *relay) run(ctx context.Context, dial func(context.Context) (net.Conn, error), log *slog.Logger, done func()) {
 	start := time.Now()
 	up, err := dial(ctx)
@@ -212,8 +214,11 @@ func (r *relay) run(ctx context.Context, dial func(context.Context) (net.Conn, e
 		}
 		return
 	}
-	go r.copyClientToUpstream()
+	// The client's direction runs on this goroutine (the accept's, whose
+	// stack has already grown through the dial): one goroutine fewer to
+	// start and schedule per connection.
 	go r.copyUpstreamToClient()
+	r.copyClientToUpstream()
 }
 
 // endOne records that one direction ended; the second closes the
