@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -55,7 +56,14 @@ const (
 	loopBudget     = 4 << 20  // bytes one direction may move per wake-up before others get a turn
 	loopMaxThreads = 4
 	loopPipePool   = 8 // empty pipes a loop keeps for the next stream
-	loopEvents     = 256
+	// loopMaxPipes bounds the pipes one loop holds (pooled, or holding a
+	// stalled direction's bytes), as HAProxy's maxpipes does: without it
+	// every direction whose destination is full keeps two descriptors,
+	// and enough slow readers would leave none for accept and dial. A
+	// direction that finds none free moves its bytes through the loop's
+	// buffer instead, a read and a write per wake-up.
+	loopMaxPipes = 256
+	loopEvents   = 256
 )
 
 var (
@@ -179,10 +187,14 @@ type evLoop struct {
 	queue []loopCmd
 
 	// Owned by the loop thread.
-	byFD      []fdEntry
-	conns     map[*loopConn]struct{}
-	buf       []byte
-	pipes     []pipePair
+	byFD   []fdEntry
+	conns  map[*loopConn]struct{}
+	buf    []byte
+	pipes  []pipePair
+	npipes int // pipes open: pooled and pending (≤ maxPipes)
+	// maxPipes is loopMaxPipes; tests lower it to drive the buffered
+	// path.
+	maxPipes  atomic.Int32
 	minIdle   time.Duration
 	nextSweep time.Time
 }
@@ -203,7 +215,9 @@ func newEvLoop() (*evLoop, error) {
 		unix.Close(wake)
 		return nil, os.NewSyscallError("epoll_ctl", err)
 	}
-	return &evLoop{epfd: epfd, wake: wake, conns: make(map[*loopConn]struct{})}, nil
+	l := &evLoop{epfd: epfd, wake: wake, conns: make(map[*loopConn]struct{})}
+	l.maxPipes.Store(loopMaxPipes)
+	return l, nil
 }
 
 // post queues a command for the loop thread and wakes it.
@@ -451,7 +465,7 @@ func (l *evLoop) forward(c *loopConn, d int) {
 	for budget > 0 {
 		p, err := l.pipe()
 		if err != nil {
-			return // no pipe (descriptors exhausted): the next wake-up reads again
+			return // no pipe (the loop's limit, or descriptors exhausted): the next wake-up reads through the buffer again
 		}
 		in, err := unix.Splice(src, nil, p.w, nil, p.size, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
 		switch {
@@ -473,7 +487,7 @@ func (l *evLoop) forward(c *loopConn, d int) {
 			// The pipe may still hold this connection's bytes: it must
 			// never carry another's.
 			l.pipes = l.pipes[:len(l.pipes)-1]
-			p.close()
+			l.closePipe(p)
 			l.endDir(c, d, c.r.writeErr(Direction(d), err))
 			return
 		}
@@ -489,16 +503,29 @@ func (l *evLoop) forward(c *loopConn, d int) {
 	}
 }
 
+// errPipeCap is the loop holding loopMaxPipes pipes already.
+var errPipeCap = errors.New("event loop: pipe limit reached")
+
 // pipe returns an empty pipe for splicing, the last in l.pipes.
 func (l *evLoop) pipe() (pipePair, error) {
 	if len(l.pipes) == 0 {
+		if l.npipes >= int(l.maxPipes.Load()) {
+			return pipePair{-1, -1, 0}, errPipeCap
+		}
 		p, err := newPipe()
 		if err != nil {
 			return p, err
 		}
+		l.npipes++
 		l.pipes = append(l.pipes, p)
 	}
 	return l.pipes[len(l.pipes)-1], nil
+}
+
+// closePipe closes a pipe of the loop's.
+func (l *evLoop) closePipe(p pipePair) {
+	p.close()
+	l.npipes--
 }
 
 // spliceOut moves up to n bytes from p to dst, returning how many are
@@ -585,7 +612,7 @@ func (l *evLoop) putPipe(p pipePair) {
 		l.pipes = append(l.pipes, p)
 		return
 	}
-	p.close()
+	l.closePipe(p)
 }
 
 func (l *evLoop) moved(c *loopConn, d, n int) {
@@ -640,7 +667,7 @@ func (l *evLoop) endDir(c *loopConn, d int, err error) {
 	r := c.r
 	c.state[d] = lcEnded
 	if p := c.pend[d].pipe; p != nil {
-		p.close() // it may hold bytes: never reuse it
+		l.closePipe(*p) // it may hold bytes: never reuse it
 	}
 	c.pend[d] = pending{}
 	if r.aborted.Load() {
@@ -696,7 +723,7 @@ func (l *evLoop) release(c *loopConn) {
 	}
 	for d := range 2 {
 		if p := c.pend[d].pipe; p != nil {
-			p.close()
+			l.closePipe(*p)
 		}
 		c.pend[d] = pending{}
 	}
@@ -704,7 +731,7 @@ func (l *evLoop) release(c *loopConn) {
 	if len(l.conns) == 0 {
 		// Nothing left to carry: hand the spare pipes back too.
 		for _, p := range l.pipes {
-			p.close()
+			l.closePipe(p)
 		}
 		l.pipes = l.pipes[:0]
 	}

@@ -4,15 +4,21 @@ package proxy
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"io"
 	"net"
+	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // firstChunkObserver inspects the first chunk of each direction, so each
@@ -426,5 +432,115 @@ func TestLoopIdleAndDrainEnds(t *testing.T) {
 				t.Errorf("directions ended with %v and %v, want one %v", obs.ended[0], obs.ended[1], ErrIdle)
 			}
 		})
+	}
+}
+
+// pipeFDs counts this process's open pipe descriptors.
+func pipeFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(target, "pipe:") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestLoopPipeLimit: a loop holds at most maxPipes pipes, pooled or
+// pending, and gives each back (descriptors and count) when it closes it.
+func TestLoopPipeLimit(t *testing.T) {
+	l, err := newEvLoop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(l.epfd)
+	defer unix.Close(l.wake)
+	l.maxPipes.Store(3)
+	before := pipeFDs(t)
+	// Each pipe taken out of the pool, as a stalled direction takes it.
+	var held []pipePair
+	for range 3 {
+		p, err := l.pipe()
+		if err != nil {
+			t.Fatalf("pipe %d: %v", len(held)+1, err)
+		}
+		l.pipes = l.pipes[:len(l.pipes)-1]
+		held = append(held, p)
+	}
+	if _, err := l.pipe(); !errors.Is(err, errPipeCap) {
+		t.Fatalf("a fourth pipe: err %v, want errPipeCap", err)
+	}
+	if got := pipeFDs(t) - before; got != 6 {
+		t.Errorf("%d pipe descriptors open, want 6", got)
+	}
+	// One handed back to the pool is the next one given out.
+	l.putPipe(held[0])
+	if p, err := l.pipe(); err != nil || p != held[0] {
+		t.Errorf("after putPipe: %v, %v; want the pooled pipe", p, err)
+	}
+	l.pipes = l.pipes[:0]
+	for _, p := range held {
+		l.closePipe(p)
+	}
+	if l.npipes != 0 || pipeFDs(t) != before {
+		t.Errorf("after closing: %d pipes counted, %d descriptors more than before", l.npipes, pipeFDs(t)-before)
+	}
+}
+
+// TestLoopStreamsWithoutPipes: a loop out of pipes (its limit reached)
+// moves a stream through its buffer instead, every byte in order, into a
+// destination that is full for a while.
+func TestLoopStreamsWithoutPipes(t *testing.T) {
+	if err := StartLoops(); err != nil {
+		t.Skip("no event loop:", err)
+	}
+	for _, l := range loopsOnce().loops {
+		old := l.maxPipes.Swap(0)
+		t.Cleanup(func() { l.maxPipes.Store(old) })
+	}
+	const n = 8 << 20
+	got, sent := make(chan [32]byte, 1), make(chan [32]byte, 1)
+	up := hashServer(t, n, got, sent)
+	obs := &countingObserver{}
+	addrs := startProxy(t, &Proxy{
+		Routes:      []Route{{Upstream: up}},
+		NewObserver: func(context.Context, ConnInfo) Observer { return obs },
+	})
+	c, err := net.Dial("tcp", addrs[0].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var recv [32]byte
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// Read nothing for a while, so the relay's writes to the client
+		// fill its socket and the direction stalls with bytes in hand.
+		time.Sleep(300 * time.Millisecond)
+		h := sha256.New()
+		io.Copy(h, c)
+		recv = [32]byte(h.Sum(nil))
+	}()
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(c, h), io.LimitReader(rand.Reader, n)); err != nil {
+		t.Fatal(err)
+	}
+	c.(*net.TCPConn).CloseWrite()
+	if want := [32]byte(h.Sum(nil)); <-got != want {
+		t.Error("upstream received different bytes than the client sent")
+	}
+	<-done
+	if want := <-sent; recv != want {
+		t.Error("client received different bytes than the upstream sent")
+	}
+	obs.waitClosed(t)
+	if s := obs.stats; s.ClientToUpstream != n || s.UpstreamToClient != n {
+		t.Errorf("stats = %+v, want %d each way", s, n)
 	}
 }
