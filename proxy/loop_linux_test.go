@@ -4,8 +4,6 @@ package proxy
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 	"io"
 	"net"
@@ -511,34 +509,9 @@ func TestLoopStreamsWithoutPipes(t *testing.T) {
 		Routes:      []Route{{Upstream: up}},
 		NewObserver: func(context.Context, ConnInfo) Observer { return obs },
 	})
-	c, err := net.Dial("tcp", addrs[0].String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	var recv [32]byte
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		// Read nothing for a while, so the relay's writes to the client
-		// fill its socket and the direction stalls with bytes in hand.
-		time.Sleep(300 * time.Millisecond)
-		h := sha256.New()
-		io.Copy(h, c)
-		recv = [32]byte(h.Sum(nil))
-	}()
-	h := sha256.New()
-	if _, err := io.Copy(io.MultiWriter(c, h), io.LimitReader(rand.Reader, n)); err != nil {
-		t.Fatal(err)
-	}
-	c.(*net.TCPConn).CloseWrite()
-	if want := [32]byte(h.Sum(nil)); <-got != want {
-		t.Error("upstream received different bytes than the client sent")
-	}
-	<-done
-	if want := <-sent; recv != want {
-		t.Error("client received different bytes than the upstream sent")
-	}
+	// The client reads nothing for a while, so the relay's writes to it
+	// fill its socket and the direction stalls with bytes in hand.
+	exchangeHashed(t, addrs[0].String(), n, got, sent, 300*time.Millisecond)
 	obs.waitClosed(t)
 	if s := obs.stats; s.ClientToUpstream != n || s.UpstreamToClient != n {
 		t.Errorf("stats = %+v, want %d each way", s, n)

@@ -105,37 +105,47 @@ func TestRelayByteExactBothDirections(t *testing.T) {
 					Routes:      []Route{{Upstream: up, Inspect: inspect}},
 					NewObserver: func(context.Context, ConnInfo) Observer { return obs },
 				})
-				c, err := net.Dial("tcp", addrs[0].String())
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer c.Close()
-				var recv [32]byte
-				done := make(chan struct{})
-				go func() {
-					h := sha256.New()
-					io.Copy(h, c)
-					recv = [32]byte(h.Sum(nil))
-					close(done)
-				}()
-				h := sha256.New()
-				if _, err := io.Copy(io.MultiWriter(c, h), io.LimitReader(rand.Reader, n)); err != nil {
-					t.Fatal(err)
-				}
-				c.(*net.TCPConn).CloseWrite()
-				if want := [32]byte(h.Sum(nil)); <-got != want {
-					t.Error("upstream received different bytes than the client sent")
-				}
-				<-done
-				if want := <-sent; recv != want {
-					t.Error("client received different bytes than the upstream sent")
-				}
+				exchangeHashed(t, addrs[0].String(), n, got, sent, 0)
 				obs.waitClosed(t)
 				if s := obs.stats; s.ClientToUpstream != n || s.UpstreamToClient != n {
 					t.Errorf("stats = %+v, want %d each way", s, n)
 				}
 			})
 		}
+	}
+}
+
+// exchangeHashed connects to addr, sends n random bytes and a FIN while
+// reading everything back (starting to read only after readAfter), and
+// checks both directions' SHA-256 against what hashServer reports on got
+// and sent.
+func exchangeHashed(t *testing.T, addr string, n int64, got, sent <-chan [32]byte, readAfter time.Duration) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var recv [32]byte
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		time.Sleep(readAfter)
+		h := sha256.New()
+		io.Copy(h, c)
+		recv = [32]byte(h.Sum(nil))
+	}()
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(c, h), io.LimitReader(rand.Reader, n)); err != nil {
+		t.Fatal(err)
+	}
+	c.(*net.TCPConn).CloseWrite()
+	if want := [32]byte(h.Sum(nil)); <-got != want {
+		t.Error("upstream received different bytes than the client sent")
+	}
+	<-done
+	if want := <-sent; recv != want {
+		t.Error("client received different bytes than the upstream sent")
 	}
 }
 
