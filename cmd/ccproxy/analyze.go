@@ -62,7 +62,10 @@ ccproxy --trace-file and the OpenTelemetry Collector's file exporter write it;
 "-" reads standard input. A trace file ccproxy rotated (--trace-file-max-size)
 is read with its kept rotated files (traces-<time>.jsonl beside it) as one;
 a quoted glob ('traces*.jsonl') reads every match. Malformed lines are reported with file:line and
-skipped. With --jaeger the same spans are read from Jaeger's query API.
+skipped. With --jaeger the same spans are read from Jaeger's query API: the
+ccproxy.connection traces, and in a second query the ccproxy.run summaries,
+whose folded attempts are counted for the runs of the connections fetched.
+--limit bounds each query, newest traces first.
 
 --output html writes a self-contained page (no script, no external assets):
 the runs, each with its attempts on one time axis, the summary by failure
@@ -96,7 +99,7 @@ usage error or unreadable input.`,
 	fl.IntVar(&f.top, "top", 10, "how many of the most frequent failure details to list")
 	fl.StringVar(&f.jaeger, "jaeger", "", "read spans from Jaeger's query API at this `URL` (e.g. http://127.0.0.1:16686) instead of files")
 	fl.StringVar(&f.jaegerService, "jaeger-service", "ccproxy", "service name the spans were exported under (with --jaeger)")
-	fl.IntVar(&f.limit, "limit", 1000, "most traces to fetch (with --jaeger)")
+	fl.IntVar(&f.limit, "limit", 1000, "most traces to fetch per query, newest first (with --jaeger): connection traces, and as many run summary traces (one per run every 10 s and at its end)")
 	fl.DurationVar(&f.timeout, "timeout", time.Minute, "how long to wait for Jaeger (with --jaeger)")
 	fl.StringVar(&f.trace, "trace", "", "draw only the trace with this `ID` (hex; with --output html)")
 	fl.IntVar(&f.runs, "runs", analyze.DefaultRunsListed, "how many of the latest runs that retried or failed to list")
@@ -187,6 +190,10 @@ func runAnalyze(cmd *cobra.Command, files []string, f analyzeFlags) error {
 		st, err := analyze.FetchJaeger(cmd.Context(), q, collect)
 		if err != nil {
 			return err
+		}
+		if st.UnsummarizedRuns > 0 {
+			fmt.Fprintf(cmd.ErrOrStderr(), "ccproxy analyze: runs with attempts missing and no %s summary from Jaeger to count them: %d (beyond --limit %d? not exported yet?)\n",
+				trace.SpanRun, st.UnsummarizedRuns, f.limit)
 		}
 		stats = st
 	case len(files) == 0:

@@ -2,6 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -135,5 +138,68 @@ func TestAnalyzeSentNothing(t *testing.T) {
 	modes := out[strings.Index(out, "By failure mode"):strings.Index(out, "Sent nothing")]
 	if strings.Contains(modes, "client_aborted") {
 		t.Errorf("the failure table lists client_aborted:\n%s", modes)
+	}
+}
+
+// TestAnalyzeJaegerFolded: `analyze --jaeger` counts a run's folded
+// attempts from its summary, which a second query fetches; without the
+// summary it counts the written attempts and says that some are missing.
+func TestAnalyzeJaegerFolded(t *testing.T) {
+	t0 := time.Date(2025, 5, 6, 10, 0, 0, 0, time.UTC)
+	const first = "00000000000000000000000000000001"
+	conn := func(n int) map[string]any {
+		tid := fmt.Sprintf("%032x", n)
+		refs := []map[string]string{}
+		if n > 1 {
+			refs = append(refs, map[string]string{"refType": "FOLLOWS_FROM", "traceID": first, "spanID": "0000000000000001"})
+		}
+		return map[string]any{"traceID": tid, "spans": []map[string]any{{
+			"traceID": tid, "spanID": fmt.Sprintf("%016x", n), "operationName": trace.SpanConnection, "references": refs,
+			"startTime": t0.Add(time.Duration(n) * time.Millisecond).UnixMicro(), "duration": 500,
+			"tags": []map[string]any{
+				{"key": string(trace.FailureMode), "type": "string", "value": "lb_closed_early"},
+				{"key": string(trace.UpstreamAddress), "type": "string", "value": "coordinator:1313"},
+				{"key": string(trace.ClientAddress), "type": "string", "value": "10.0.0.5"},
+				{"key": string(trace.RunAttempt), "type": "int64", "value": n},
+			}}}}
+	}
+	// As Jaeger v1.76.0 shows a summary: its link a FOLLOWS_FROM
+	// reference, its arrays JSON in string tags.
+	summary := map[string]any{"traceID": "dd", "spans": []map[string]any{{
+		"traceID": "dd", "spanID": "dd", "operationName": trace.SpanRun,
+		"references": []map[string]string{{"refType": "FOLLOWS_FROM", "traceID": first, "spanID": "0000000000000001"}},
+		"startTime":  t0.UnixMicro(), "duration": 20000,
+		"tags": []map[string]any{
+			{"key": string(trace.RunAttempts), "type": "int64", "value": 20},
+			{"key": string(trace.RunFinal), "type": "bool", "value": true},
+			{"key": string(trace.RunModes), "type": "string", "value": `["lb_closed_early"]`},
+			{"key": string(trace.RunModeCounts), "type": "string", "value": `[20]`},
+			{"key": string(trace.UpstreamAddress), "type": "string", "value": "coordinator:1313"},
+		}}}}
+	serve := func(sums []any) string {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			data := []any{conn(1), conn(2), conn(16)}
+			if r.URL.Query().Get("operation") == trace.SpanRun {
+				data = sums
+			}
+			_ = json.NewEncoder(w).Encode(map[string]any{"data": data})
+		}))
+		t.Cleanup(srv.Close)
+		return srv.URL
+	}
+
+	out, errText, code := run(t, nil, "analyze", "--output", "json", "--jaeger", serve([]any{summary}))
+	var a analyzeJSON
+	if code != 0 || json.Unmarshal([]byte(out), &a) != nil {
+		t.Fatalf("analyze --jaeger: exit %d, %s\n%s", code, errText, out)
+	}
+	if a.Connections != 20 || a.Read.Folded != 17 || len(a.Runs.List) != 1 || a.Runs.List[0].Attempts != 20 || a.Runs.List[0].Folded != 17 {
+		t.Errorf("analyze --jaeger: %d connections, %d folded, runs %+v; want 20, 17 folded, one run of 20", a.Connections, a.Read.Folded, a.Runs)
+	}
+
+	out, errText, code = run(t, nil, "analyze", "--limit", "7", "--jaeger", serve(nil))
+	if code != 0 || !strings.Contains(out, "3 connections") ||
+		!strings.Contains(errText, "runs with attempts missing and no ccproxy.run summary from Jaeger to count them: 1 (beyond --limit 7?") {
+		t.Errorf("analyze --jaeger without the summary: exit %d, stderr %q\n%s", code, errText, out)
 	}
 }

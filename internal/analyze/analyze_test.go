@@ -343,6 +343,11 @@ func TestFetchJaeger(t *testing.T) {
 			http.NotFound(w, r)
 			return
 		}
+		if r.URL.Query().Get("operation") == trace.SpanRun {
+			// No run summaries: every connection is written.
+			_, _ = w.Write([]byte(`{"data":[]}`))
+			return
+		}
 		gotQuery = map[string]string{}
 		for k := range r.URL.Query() {
 			gotQuery[k] = r.URL.Query().Get(k)
@@ -456,6 +461,17 @@ func FuzzReadOTLPJSON(f *testing.F) {
 func FuzzJaegerSpan(f *testing.F) {
 	f.Add([]byte(jaegerJSON([]span{{mode: "ok", upstream: "a:1", firstByte: 3.5}})))
 	f.Add([]byte(`{"data":[{"spans":[{"operationName":"ccproxy.connection","tags":[{"key":"ccproxy.upstream.first_byte_ms","type":"int64","value":"x"}]}]}]}`))
+	// A run of 40 attempts, 12 written, with its summaries (the arrays as
+	// Jaeger renders them) and a malformed one.
+	r := jRun{id: 1, start: base, written: []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 16, 40},
+		modeOf: func(n int) string { return map[bool]string{true: "lb_closed_early", false: "issuer_error"}[n < 30] }}
+	data := append(r.connections(""), r.summary(1, 20, false), r.summary(2, 40, true),
+		r.summaryWith(3, []jTag{{string(trace.RunModes), "string", `["x"`}, {string(trace.RunModeCounts), "string", `[1]`}}, 40))
+	b, _ := json.Marshal(map[string]any{"data": data})
+	f.Add(b)
+	f.Add([]byte(`{"data":[{"spans":[{"operationName":"ccproxy.run","references":[{"refType":"FOLLOWS_FROM","traceID":"1","spanID":"1"}],` +
+		`"tags":[{"key":"ccproxy.run.attempts","value":5},{"key":"ccproxy.run.modes","value":"[\"a\",1,null]"},{"key":"ccproxy.run.mode_counts","value":[1,"2",3e0]}]},` +
+		`{"operationName":"ccproxy.connection","spanID":"2","references":[{"refType":"FOLLOWS_FROM","traceID":"1","spanID":"1"}],"tags":[{"key":"ccproxy.run.attempt","value":3}]}]}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var jr jaegerResponse
 		if json.Unmarshal(data, &jr) != nil {
@@ -467,8 +483,21 @@ func FuzzJaegerSpan(f *testing.F) {
 				if c, ok, _, err := connectionFromJaeger(sp); err == nil && ok {
 					conns = append(conns, c)
 				}
+				if sum, ok, err := summaryFromJaeger(sp); ok != (err == nil && sp.OperationName == trace.SpanRun) || (ok && len(sum.modes) != len(sum.counts)) {
+					t.Fatalf("summary %+v, ok %v, err %v", sum, ok, err)
+				}
 			}
 		}
 		_ = Summarize(conns, Options{Bucket: time.Minute})
+		// The same traces as both queries' answer, folded attempts and all
+		// (each run's bounded to keep every input fast).
+		var all []Connection
+		st := readJaeger(jr.Data, jr.Data, "", 1000, func(c Connection) { all = append(all, c) })
+		if st.Connections != len(all) || st.Folded > 1000*st.RunSummaries || st.Connections-st.Folded > st.Spans {
+			t.Fatalf("stats %+v, %d connections", st, len(all))
+		}
+		if err := Summarize(all, Options{}).WriteText(&bytes.Buffer{}); err != nil {
+			t.Fatal(err)
+		}
 	})
 }

@@ -12,6 +12,9 @@ package analyze
 // before it), its detail from a written attempt of its mode.
 
 import (
+	"bytes"
+	"errors"
+	"fmt"
 	"slices"
 	"sort"
 	"time"
@@ -44,7 +47,7 @@ type written struct {
 }
 
 // summaryFromSpan reduces a trace.SpanRun span; ok is false for other spans
-// and for a summary without a link to its run's first connection span.
+// and for a malformed summary (summaryFields.summary).
 func summaryFromSpan(s ptrace.Span) (runSummary, bool) {
 	if s.Name() != trace.SpanRun {
 		return runSummary{}, false
@@ -56,37 +59,115 @@ func summaryFromSpan(s ptrace.Span) (runSummary, bool) {
 		}
 		return ""
 	}
-	sum := runSummary{
+	f := summaryFields{
 		first:    runLink(s.Links()),
 		client:   str(string(trace.ClientAddress)),
 		upstream: str(string(trace.UpstreamAddress)),
 		start:    s.StartTimestamp().AsTime(),
 		end:      s.EndTimestamp().AsTime(),
 	}
-	if sum.first.span.IsEmpty() {
-		return runSummary{}, false
-	}
 	if v, ok := attrs.Get(string(trace.RunAttempts)); ok {
-		if f, ok := numeric(v); ok && f >= 0 && f < 1<<31 {
-			sum.attempts = int(f)
-		}
+		f.hasAttempts = true
+		f.attempts, f.attemptsOK = numeric(v)
 	}
 	if v, ok := attrs.Get(string(trace.RunFinal)); ok && v.Type() == pcommon.ValueTypeBool {
-		sum.final = v.Bool()
+		f.final = v.Bool()
 	}
-	modes, mok := attrs.Get(string(trace.RunModes))
-	counts, cok := attrs.Get(string(trace.RunModeCounts))
-	if mok && cok && modes.Type() == pcommon.ValueTypeSlice && counts.Type() == pcommon.ValueTypeSlice && modes.Slice().Len() == counts.Slice().Len() {
-		for i := range modes.Slice().Len() {
-			n, ok := numeric(counts.Slice().At(i))
-			if !ok || n < 0 {
-				return runSummary{}, false
+	if v, ok := attrs.Get(string(trace.RunModes)); ok {
+		f.hasModes = true
+		if v.Type() == pcommon.ValueTypeSlice {
+			f.modes = make([]string, 0, v.Slice().Len())
+			for _, m := range v.Slice().All() {
+				f.modes = append(f.modes, m.AsString())
 			}
-			sum.modes = append(sum.modes, modes.Slice().At(i).AsString())
-			sum.counts = append(sum.counts, int64(n))
+		} else {
+			f.err = fmt.Errorf("%s is a %s, not an array", trace.RunModes, v.Type())
 		}
 	}
-	return sum, true
+	if v, ok := attrs.Get(string(trace.RunModeCounts)); ok {
+		f.hasCounts = true
+		if v.Type() == pcommon.ValueTypeSlice {
+			f.counts = make([]float64, 0, v.Slice().Len())
+			for _, c := range v.Slice().All() {
+				n, ok := numeric(c)
+				if !ok {
+					f.err = fmt.Errorf("%s holds a %s, not a number", trace.RunModeCounts, c.Type())
+					break
+				}
+				f.counts = append(f.counts, n)
+			}
+		} else if f.err == nil {
+			f.err = fmt.Errorf("%s is a %s, not an array", trace.RunModeCounts, v.Type())
+		}
+	}
+	sum, err := f.summary()
+	return sum, err == nil
+}
+
+// summaryFields are a trace.SpanRun span's values as a reader found them,
+// in an OTLP span (summaryFromSpan) or in Jaeger's JSON
+// (summaryFromJaeger), before summary checks and reduces them: one rule
+// for both.
+type summaryFields struct {
+	first            spanRef // the span the summary links to
+	client, upstream string
+	start, end       time.Time
+	// attempts is trace.RunAttempts when hasAttempts; attemptsOK is
+	// false when it was not a number.
+	attempts                float64
+	hasAttempts, attemptsOK bool
+	final                   bool
+	// modes and counts are trace.RunModes and trace.RunModeCounts, each
+	// when its has* is set.
+	modes               []string
+	counts              []float64
+	hasModes, hasCounts bool
+	// err is what the reader found malformed on its own (an attribute of
+	// the wrong type).
+	err error
+}
+
+// summary checks f and reduces it to a runSummary. A summary without its
+// link to the run's first connection span, with an attempt count or a
+// mode count that is not a whole number from 0 to 2^31, or with modes and
+// counts that do not pair up is malformed: counting by it could only be
+// wrong.
+func (f summaryFields) summary() (runSummary, error) {
+	if f.err != nil {
+		return runSummary{}, f.err
+	}
+	if f.first.span.IsEmpty() {
+		return runSummary{}, errors.New("no link to the run's first connection span")
+	}
+	sum := runSummary{first: f.first, client: f.client, upstream: f.upstream, start: f.start, end: f.end, final: f.final}
+	if f.hasAttempts {
+		n, ok := count(f.attempts)
+		if !f.attemptsOK || !ok {
+			return runSummary{}, fmt.Errorf("%s is not a count", trace.RunAttempts)
+		}
+		sum.attempts = n
+	}
+	if f.hasModes != f.hasCounts || len(f.modes) != len(f.counts) {
+		return runSummary{}, fmt.Errorf("%d %s for %d %s", len(f.counts), trace.RunModeCounts, len(f.modes), trace.RunModes)
+	}
+	for i, m := range f.modes {
+		n, ok := count(f.counts[i])
+		if !ok {
+			return runSummary{}, fmt.Errorf("%s: %v is not a count", trace.RunModeCounts, f.counts[i])
+		}
+		sum.modes = append(sum.modes, m)
+		sum.counts = append(sum.counts, int64(n))
+	}
+	return sum, nil
+}
+
+// count reads a count of attempts: a whole number from 0 to 2^31 (a
+// fraction is cut off; NaN and infinities are not counts).
+func count(f float64) (int, bool) {
+	if f >= 0 && f < 1<<31 {
+		return int(f), true
+	}
+	return 0, false
 }
 
 // newer reports whether s says more than o about the same run: summaries
@@ -97,6 +178,56 @@ func (s runSummary) newer(o runSummary) bool {
 		return s.attempts > o.attempts
 	}
 	return s.final && !o.final
+}
+
+// emitFolded calls fn for the folded attempts of each run in sums (see
+// foldedConnections; ws are the runs' written attempts), runs in start
+// order, and returns how many it called fn for.
+func emitFolded(sums map[spanRef]runSummary, ws map[spanRef][]written, limit int, fn func(Connection)) int {
+	keys := make([]spanRef, 0, len(sums))
+	for k := range sums {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		a, b := sums[keys[i]].start, sums[keys[j]].start
+		if !a.Equal(b) {
+			return a.Before(b)
+		}
+		if c := bytes.Compare(keys[i].trace[:], keys[j].trace[:]); c != 0 {
+			return c < 0
+		}
+		return bytes.Compare(keys[i].span[:], keys[j].span[:]) < 0
+	})
+	n := 0
+	for _, k := range keys {
+		for _, c := range foldedConnections(sums[k], ws[k], limit) {
+			fn(c)
+			n++
+		}
+	}
+	return n
+}
+
+// unsummarized counts the runs in ws whose written attempts skip a number
+// (the relay folded the ones between, or their spans were not read) and
+// that have no summary in sums (ReadStats.UnsummarizedRuns).
+func unsummarized(ws map[spanRef][]written, sums map[spanRef]runSummary) int {
+	n := 0
+	for k, w := range ws {
+		if _, ok := sums[k]; ok {
+			continue
+		}
+		seen := make(map[int]struct{}, len(w))
+		top := 0
+		for _, a := range w {
+			seen[a.n] = struct{}{}
+			top = max(top, a.n)
+		}
+		if len(seen) < top {
+			n++
+		}
+	}
+	return n
 }
 
 // maxFoldedPerRun bounds the attempts one summary may add: a CLI run lasts

@@ -1,6 +1,7 @@
 package analyze
 
 import (
+	"bytes"
 	"testing"
 	"time"
 
@@ -72,5 +73,26 @@ func TestFoldedConnectionsBounded(t *testing.T) {
 	s := runSummary{first: spanRef{pcommon.TraceID{1}, pcommon.SpanID{1}}, attempts: 1 << 30, modes: []string{"lb"}, counts: []int64{1 << 30}}
 	if got := foldedConnections(s, nil, 1000); len(got) != 1000 {
 		t.Errorf("a summary of 2^30 attempts gave %d connections, want the limit 1000", len(got))
+	}
+}
+
+// TestUnsummarizedRuns: a run whose spans read skip attempt numbers and
+// that has no summary is counted apart; one whose attempts are all there
+// is not.
+func TestUnsummarizedRuns(t *testing.T) {
+	st, err := ReadOTLPJSON(bytes.NewReader(fixture(t)), "runs.jsonl", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The run of 10.0.0.7: attempts 5 and 6, its first four not in the file.
+	if st.UnsummarizedRuns != 1 {
+		t.Errorf("%d runs without their summary, want 1", st.UnsummarizedRuns)
+	}
+	ws := map[spanRef][]written{{span: pcommon.SpanID{1}}: {{n: 1}, {n: 2}, {n: 2}}, {span: pcommon.SpanID{2}}: {{n: 1}, {n: 3}}}
+	if n := unsummarized(ws, nil); n != 1 {
+		t.Errorf("unsummarized = %d, want 1", n)
+	}
+	if n := unsummarized(ws, map[spanRef]runSummary{{span: pcommon.SpanID{2}}: {}}); n != 0 {
+		t.Errorf("unsummarized with the summary = %d, want 0", n)
 	}
 }

@@ -3,6 +3,7 @@ package analyze
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -10,9 +11,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	oteltrace "go.opentelemetry.io/otel/trace"
+
+	"github.com/ccproxy-dev/ccproxy/internal/failure"
+	"github.com/ccproxy-dev/ccproxy/internal/runs"
+	"github.com/ccproxy-dev/ccproxy/trace"
 )
 
 // jaegerConfig runs Jaeger v2 with in-memory storage, an OTLP/HTTP receiver
@@ -181,11 +189,17 @@ func TestJaegerIntegration(t *testing.T) {
 		}
 	}
 
+	// A storm folded as the relay folds it, exported as it exports it, two
+	// hours later: the queries above end before it.
+	stormStart := base.Add(2 * time.Hour)
+	storm := exportFoldedRun(t, otlpURL, stormStart)
+	before := func() time.Time { return base.Add(time.Hour) }
+
 	// Spans reach storage asynchronously; poll until all are queryable.
 	fetch := func(mode string) []Connection {
 		t.Helper()
 		var conns []Connection
-		q := JaegerQuery{BaseURL: queryURL, Mode: mode, Limit: 100}
+		q := JaegerQuery{BaseURL: queryURL, Mode: mode, Limit: 100, Now: before}
 		if _, err := FetchJaeger(context.Background(), q, func(c Connection) { conns = append(conns, c) }); err != nil {
 			t.Fatal(err)
 		}
@@ -221,5 +235,139 @@ func TestJaegerIntegration(t *testing.T) {
 	wantFB := Percentiles{Count: 6, P50: 30.5, P90: 1000, P99: 1000, Max: 1000}
 	if s.FirstByte != wantFB {
 		t.Errorf("first byte through jaeger %+v, want %+v", s.FirstByte, wantFB)
+	}
+
+	testFoldedRunFromJaeger(t, queryURL, stormStart, storm)
+}
+
+// foldedStorm is what exportFoldedRun wrote.
+type foldedStorm struct {
+	attempts, written, summaries int
+	modes                        map[string]int
+}
+
+// exportFoldedRun makes a run of 100 attempts, 60 lb_closed_early then 40
+// issuer_timeout, 200 ms apart, with the relay's own parts: the run
+// tracker (internal/runs) folds with its defaults and writes the summaries
+// (every 10 s and at the end), the tracer provider (package trace) sends
+// the spans over OTLP/HTTP to Jaeger.
+func exportFoldedRun(t *testing.T, otlpURL string, start time.Time) foldedStorm {
+	t.Helper()
+	ctx := context.Background()
+	tp, err := trace.Setup(ctx, trace.Config{Endpoint: otlpURL, Getenv: func(string) string { return "" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := foldedStorm{attempts: 100, modes: map[string]int{}}
+	write := runs.SummaryWriter(tp.Tracer(), nil)
+	tracker := runs.New(runs.Config{Fold: true, Summaries: func(s runs.Summary) {
+		st.summaries++
+		write(s)
+	}})
+	key := runs.Key{Client: "10.9.8.7", Upstream: "lb.example:1313"}
+	for n := 1; n <= st.attempts; n++ {
+		mode := failure.LBClosedEarly
+		if n > 60 {
+			mode = failure.IssuerTimeout
+		}
+		st.modes[string(mode)]++
+		at := start.Add(time.Duration(n-1) * 200 * time.Millisecond)
+		a := tracker.Begin(key, at)
+		opts := append(a.StartOptions(), oteltrace.WithNewRoot(), oteltrace.WithTimestamp(at))
+		_, span := tp.Tracer().Start(ctx, trace.SpanConnection, opts...)
+		a.Started(span.SpanContext())
+		span.SetAttributes(trace.FailureMode.String(string(mode)), trace.UpstreamAddress.String(key.Upstream), trace.ClientAddress.String(key.Client))
+		end := at.Add(5 * time.Millisecond)
+		a.End(end, mode, func() {
+			st.written++
+			span.End(oteltrace.WithTimestamp(end))
+		})
+		tracker.Sweep(end)
+	}
+	tracker.Flush()
+	if err := tp.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st.written >= st.attempts/2 || st.summaries < 2 {
+		t.Fatalf("%d of %d attempts written, %d summaries: want most folded and a summary in progress besides the final one", st.written, st.attempts, st.summaries)
+	}
+	return st
+}
+
+// testFoldedRunFromJaeger: the folded run counts whole through Jaeger —
+// its attempts per mode and in its run — and Jaeger shows the summary's
+// arrays as FetchJaeger reads them (tagArray).
+func testFoldedRunFromJaeger(t *testing.T, queryURL string, since time.Time, storm foldedStorm) {
+	t.Helper()
+	fetch := func(mode string) ([]Connection, ReadStats) {
+		t.Helper()
+		var conns []Connection
+		q := JaegerQuery{BaseURL: queryURL, Mode: mode, Limit: 100, Since: since}
+		st, err := FetchJaeger(context.Background(), q, func(c Connection) { conns = append(conns, c) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return conns, st
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	var conns []Connection
+	var st ReadStats
+	for {
+		conns, st = fetch("")
+		if (st.Connections-st.Folded >= storm.written && st.RunSummaries >= storm.summaries) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("a run of %d attempts, %d written, %d summaries: from jaeger %+v", storm.attempts, storm.written, storm.summaries, st)
+	if st.Connections != storm.attempts || st.Folded != storm.attempts-storm.written || st.RunSummaries != storm.summaries || st.Skipped != 0 || st.UnsummarizedRuns != 0 {
+		t.Fatalf("the folded run from jaeger: stats %+v; want %d connections of which %d folded, %d summaries", st, storm.attempts, storm.attempts-storm.written, storm.summaries)
+	}
+	s := Summarize(conns, Options{})
+	got := map[string]int{}
+	for _, m := range s.Modes {
+		got[m.Mode] = m.Count
+	}
+	if fmt.Sprint(got) != fmt.Sprint(storm.modes) || len(s.Upstreams) != 1 || s.Upstreams[0].Count != storm.attempts {
+		t.Errorf("modes %v (want %v), upstreams %+v", got, storm.modes, s.Upstreams)
+	}
+	rc := NewRunCollector()
+	for _, c := range conns {
+		rc.Add(c)
+	}
+	rep := rc.Report(Options{}, 0)
+	if rep.Runs != 1 || len(rep.Listed) != 1 || rep.Listed[0].Attempts != storm.attempts || rep.Listed[0].Folded != storm.attempts-storm.written ||
+		!strings.Contains(rep.Listed[0].Summary, "lb_closed_early ×60, then issuer_timeout ×40") {
+		t.Errorf("runs from jaeger: %+v", rep)
+	}
+	for mode, want := range storm.modes {
+		conns, st := fetch(mode)
+		if len(conns) != want || st.Connections != want {
+			t.Errorf("--mode %s: %d connections (stats %+v), want %d", mode, len(conns), st, want)
+		}
+	}
+
+	// How Jaeger renders the summary's arrays: string tags holding JSON.
+	u, err := JaegerQuery{BaseURL: queryURL, Since: since}.summaryURL()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var jr jaegerResponse
+	if err := json.NewDecoder(resp.Body).Decode(&jr); err != nil || len(jr.Data) == 0 {
+		t.Fatalf("summaries from jaeger: %v, %d traces", err, len(jr.Data))
+	}
+	tags := map[string]jaegerTag{}
+	for _, tag := range jr.Data[0].Spans[0].Tags {
+		tags[tag.Key] = tag
+	}
+	modes, counts := tags[string(trace.RunModes)], tags[string(trace.RunModeCounts)]
+	var ms string
+	if modes.Type != "string" || counts.Type != "string" || json.Unmarshal(modes.Value, &ms) != nil || !strings.HasPrefix(ms, `["lb_closed_early"`) {
+		t.Errorf("jaeger shows the arrays as %s %s and %s %s: not JSON in string tags", modes.Type, modes.Value, counts.Type, counts.Value)
 	}
 }

@@ -110,8 +110,15 @@ type ReadStats struct {
 	// counts of their runs' summaries (Connection.Folded).
 	Folded int `json:"folded_connections,omitempty"`
 	// RunSummaries counts the trace.SpanRun spans read.
-	RunSummaries int      `json:"run_summaries,omitempty"`
-	Problems     []string `json:"problems,omitempty"` // "file:line: error", the first few
+	RunSummaries int `json:"run_summaries,omitempty"`
+	// UnsummarizedRuns counts the runs whose connection spans read skip
+	// attempt numbers (attempts folded, or written where the reader did
+	// not look) and whose summary was not read: the missing attempts are
+	// not counted. From Jaeger, the summary query's limit may have left
+	// the summary out; from files, it may be in a file not read, or not
+	// written yet.
+	UnsummarizedRuns int      `json:"runs_without_summary,omitempty"`
+	Problems         []string `json:"problems,omitempty"` // "file:line: error", the first few
 }
 
 // Add merges o into s.
@@ -123,6 +130,7 @@ func (s *ReadStats) Add(o ReadStats) {
 	s.Skipped += o.Skipped
 	s.Folded += o.Folded
 	s.RunSummaries += o.RunSummaries
+	s.UnsummarizedRuns += o.UnsummarizedRuns
 	for _, p := range o.Problems {
 		if len(s.Problems) < maxProblemsKept {
 			s.Problems = append(s.Problems, p)
@@ -247,7 +255,7 @@ func (r *Reader) span(sp ptrace.Span) int {
 		return 0
 	}
 	if k, ok := c.runKey(); ok {
-		r.written[k] = append(r.written[k], written{n: c.Attempt, start: c.Start, end: c.Start.Add(c.Duration), mode: c.Mode, detail: c.Detail})
+		r.written[k] = append(r.written[k], c.written())
 	}
 	if sp.ParentSpanID().IsEmpty() {
 		r.roots[c.trace] = struct{}{}
@@ -290,24 +298,21 @@ func (r *Reader) Flush() ReadStats {
 		r.report(c)
 	}
 	st := ReadStats{Connections: len(held), RunSummaries: r.nsums}
-	// The runs' folded attempts, runs in start order. They have no trace
-	// for a TraceCollector to keep.
-	keys := make([]spanRef, 0, len(r.sums))
-	for k := range r.sums {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool { return r.sums[keys[i]].start.Before(r.sums[keys[j]].start) })
-	for _, k := range keys {
-		for _, c := range foldedConnections(r.sums[k], r.written[k], r.maxFolded) {
-			r.fn(c)
-			st.Connections++
-			st.Folded++
-		}
-	}
+	// The runs' folded attempts. They have no trace for a TraceCollector
+	// to keep.
+	n := emitFolded(r.sums, r.written, r.maxFolded, r.fn)
+	st.Connections += n
+	st.Folded += n
+	st.UnsummarizedRuns = unsummarized(r.written, r.sums)
 	clear(r.sums)
 	clear(r.written)
 	r.nsums = 0
 	return st
+}
+
+// written is what a run keeps of its connection span c (fold.go).
+func (c Connection) written() written {
+	return written{n: c.Attempt, start: c.Start, end: c.Start.Add(c.Duration), mode: c.Mode, detail: c.Detail}
 }
 
 // runKey is the run a marked connection belongs to: its run's first

@@ -39,6 +39,10 @@ func (s Summary) WriteText(w io.Writer) error {
 		src += fmt.Sprintf("; %s counted only in their runs' summaries (folded: no spans of their own)",
 			plural(s.Read.Folded, "connection"))
 	}
+	if s.Read.UnsummarizedRuns > 0 {
+		src += fmt.Sprintf("; %s with attempts missing and no summary span (%s) to count them",
+			plural(s.Read.UnsummarizedRuns, "run"), trace.SpanRun)
+	}
 	if s.Read.Skipped > 0 {
 		src += fmt.Sprintf(", %d malformed lines skipped", s.Read.Skipped)
 	}
