@@ -455,6 +455,24 @@ func tagArray(t jaegerTag) ([]json.RawMessage, error) {
 	return a, nil
 }
 
+// tagArrayOf reads tag as an array (tagArray) whose elements conv reads;
+// what names an element's kind for the error.
+func tagArrayOf[T any](tag jaegerTag, what string, conv func(json.RawMessage) (T, bool)) ([]T, error) {
+	vals, err := tagArray(tag)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]T, 0, len(vals))
+	for _, v := range vals {
+		x, ok := conv(v)
+		if !ok {
+			return nil, fmt.Errorf("tag %s: %s is not %s", tag.Key, clip(v), what)
+		}
+		out = append(out, x)
+	}
+	return out, nil
+}
+
 // clip shortens a value quoted in an error message.
 func clip(v json.RawMessage) string {
 	if len(v) > 60 {
@@ -496,31 +514,12 @@ func summaryFromJaeger(sp jaegerSpan) (sum runSummary, ok bool, err error) {
 			f.final = tagBool(tag)
 		case trace.RunModes:
 			f.hasModes = true
-			vals, err := tagArray(tag)
-			if err != nil {
-				f.err = cmp.Or(f.err, err)
-				continue
-			}
-			f.modes = make([]string, 0, len(vals))
-			for _, v := range vals {
-				f.modes = append(f.modes, jsonText(v))
-			}
+			f.modes, err = tagArrayOf(tag, "text", func(v json.RawMessage) (string, bool) { return jsonText(v), true })
+			f.err = cmp.Or(f.err, err)
 		case trace.RunModeCounts:
 			f.hasCounts = true
-			vals, err := tagArray(tag)
-			if err != nil {
-				f.err = cmp.Or(f.err, err)
-				continue
-			}
-			f.counts = make([]float64, 0, len(vals))
-			for _, v := range vals {
-				n, ok := jsonNumber(v)
-				if !ok {
-					f.err = cmp.Or(f.err, fmt.Errorf("tag %s: %s is not a number", tag.Key, clip(v)))
-					break
-				}
-				f.counts = append(f.counts, n)
-			}
+			f.counts, err = tagArrayOf(tag, "a number", jsonNumber)
+			f.err = cmp.Or(f.err, err)
 		}
 	}
 	sum, err = f.summary()

@@ -17,7 +17,7 @@ import (
 	"github.com/ccproxy-dev/ccproxy/trace"
 )
 
-// Jaeger's JSON for the tests of folded runs, shaped as Jaeger v1.76.0
+// Jaeger's JSON for the tests that serve it, shaped as Jaeger v1.76.0
 // answers /api/traces (see TestJaegerIntegration).
 type (
 	jRef struct {

@@ -343,45 +343,22 @@ func TestHumanDuration(t *testing.T) {
 // TestRunsFromJaeger: Jaeger shows the attribute as a tag and the link as a
 // FOLLOWS_FROM reference.
 func TestRunsFromJaeger(t *testing.T) {
-	type ref struct {
-		RefType string `json:"refType"`
-		TraceID string `json:"traceID"`
-		SpanID  string `json:"spanID"`
-	}
-	type tag struct {
-		Key   string `json:"key"`
-		Type  string `json:"type"`
-		Value any    `json:"value"`
-	}
-	type span struct {
-		TraceID       string `json:"traceID"`
-		SpanID        string `json:"spanID"`
-		OperationName string `json:"operationName"`
-		References    []ref  `json:"references"`
-		StartTime     int64  `json:"startTime"`
-		Duration      int64  `json:"duration"`
-		Tags          []tag  `json:"tags"`
-	}
-	type jtrace struct {
-		TraceID string `json:"traceID"`
-		Spans   []span `json:"spans"`
-	}
-	var data []jtrace
+	var data []jTrace
 	for i, mode := range []string{"lb_closed_early", "lb_closed_early", "ok"} {
 		id := byte(i + 1)
 		tid, sid := traceIDOf(id).String(), spanIDOf(id).String()
-		s := span{TraceID: tid, SpanID: sid, OperationName: trace.SpanConnection,
+		s := jSpan{TraceID: tid, SpanID: sid, OperationName: trace.SpanConnection,
 			StartTime: base.Add(time.Duration(i) * time.Millisecond).UnixMicro(), Duration: 500,
-			Tags: []tag{
+			Tags: []jTag{
 				{string(trace.FailureMode), "string", mode},
 				{string(trace.UpstreamAddress), "string", up},
 				{string(trace.ClientAddress), "string", "10.0.0.5"},
 				{string(trace.RunAttempt), "int64", i + 1},
 			}}
 		if i > 0 {
-			s.References = []ref{{"FOLLOWS_FROM", traceIDOf(1).String(), spanIDOf(1).String()}}
+			s.References = []jRef{{"FOLLOWS_FROM", traceIDOf(1).String(), spanIDOf(1).String()}}
 		}
-		data = append(data, jtrace{TraceID: tid, Spans: []span{s}})
+		data = append(data, jTrace{TraceID: tid, Spans: []jSpan{s}})
 	}
 	body, err := json.Marshal(map[string]any{"data": data})
 	if err != nil {
