@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // IsExhausted reports whether err is the kernel saying this process or host
@@ -21,10 +22,21 @@ func IsExhausted(err error) bool {
 // exhaustion counts accepts and dials that failed with IsExhausted, and
 // remembers per operation whether it is failing now, so that a storm is
 // logged once when it starts and once when it is over, not per failure.
+//
+// An episode is over only once the operation has worked again with no
+// failure for quiet: near the descriptor limit accepts and dials succeed
+// and fail by turns as connections close and open, and ending an episode
+// at the first success would log a pair of lines per failure.
 type exhaustion struct {
-	count   atomic.Int64
-	failing [2]atomic.Bool // accept, dial
+	count    atomic.Int64
+	failing  [2]atomic.Bool  // accept, dial
+	lastFail [2]atomic.Int64 // unix nanoseconds
+	quiet    time.Duration   // defaultExhaustQuiet when 0
 }
+
+// defaultExhaustQuiet is how long an operation must work without failing
+// before its exhaustion episode is logged as over.
+const defaultExhaustQuiet = 5 * time.Second
 
 func opIndex(op string) int {
 	if op == "accept" {
@@ -36,9 +48,9 @@ func opIndex(op string) int {
 // exhaust counts one exhausted accept or dial, logs the first of an
 // episode and tells OnExhausted.
 func (s *server) exhaust(r Route, op string, err error) {
-	n := s.ex.count.Add(1)
+	n := s.ex.failed(op, time.Now())
 	if s.ex.failing[opIndex(op)].CompareAndSwap(false, true) {
-		s.log.Error("out of resources: cannot "+op+"; further failures are counted, not logged, until one succeeds",
+		s.log.Error("out of resources: cannot "+op+"; further failures are counted, not logged, until it has worked for "+s.ex.quietFor().String(),
 			"op", op, "listen", r.Listen, "upstream", r.Upstream, "err", err, "exhausted_so_far", n)
 	}
 	if s.p.OnExhausted != nil {
@@ -46,9 +58,27 @@ func (s *server) exhaust(r Route, op string, err error) {
 	}
 }
 
-// recovered ends an exhaustion episode of op, if one is on.
+// failed counts a failure of op at now and returns the count so far.
+func (e *exhaustion) failed(op string, now time.Time) int64 {
+	e.lastFail[opIndex(op)].Store(now.UnixNano())
+	return e.count.Add(1)
+}
+
+func (e *exhaustion) quietFor() time.Duration {
+	if e.quiet > 0 {
+		return e.quiet
+	}
+	return defaultExhaustQuiet
+}
+
+// recovered ends an exhaustion episode of op, if one is on and op has not
+// failed for the quiet period: op just worked.
 func (e *exhaustion) recovered(log *slog.Logger, op string) {
-	if e.failing[opIndex(op)].Load() && e.failing[opIndex(op)].CompareAndSwap(true, false) {
+	i := opIndex(op)
+	if !e.failing[i].Load() || time.Since(time.Unix(0, e.lastFail[i].Load())) < e.quietFor() {
+		return
+	}
+	if e.failing[i].CompareAndSwap(true, false) {
 		log.Warn("resources available again: "+op+" works", "op", op, "exhausted_so_far", e.count.Load())
 	}
 }

@@ -161,6 +161,7 @@ func TestDialExhaustedIsCountedNotRefused(t *testing.T) {
 			}
 			return nil
 		}},
+		exhaustQuiet: 50 * time.Millisecond,
 	}
 	addrs := startProxy(t, p)
 	const n = 5
@@ -181,6 +182,7 @@ func TestDialExhaustedIsCountedNotRefused(t *testing.T) {
 		t.Errorf("observer saw %v, want an EMFILE dial error", e)
 	}
 	failDial.Store(false)
+	time.Sleep(100 * time.Millisecond) // the episode's quiet period
 	c, err := net.Dial("tcp", addrs[0].String())
 	if err != nil {
 		t.Fatal(err)
@@ -267,5 +269,39 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not reached in 10 s")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestExhaustionEpisodeQuiet: near the descriptor limit an operation fails
+// and works by turns; the episode is logged once when it starts and once
+// after the operation worked with no failure for the quiet period, not
+// once per turn.
+func TestExhaustionEpisodeQuiet(t *testing.T) {
+	logs := &logBuffer{}
+	s := &server{p: &Proxy{}, log: slog.New(slog.NewTextHandler(logs, nil)), ex: &exhaustion{quiet: 200 * time.Millisecond}}
+	r := Route{Listen: "127.0.0.1:1313", Upstream: "coordinator:1313"}
+	for range 100 {
+		s.exhaust(r, "dial", syscall.EMFILE)
+		s.ex.recovered(s.log, "dial")
+	}
+	if got := logs.count("out of resources"); got != 1 {
+		t.Errorf("%d 'out of resources' lines for 100 alternating failures, want 1", got)
+	}
+	if got := logs.count("resources available again"); got != 0 {
+		t.Errorf("%d recovery lines within the quiet period, want 0", got)
+	}
+	time.Sleep(250 * time.Millisecond)
+	s.ex.recovered(s.log, "dial")
+	s.ex.recovered(s.log, "dial")
+	if got := logs.count("resources available again"); got != 1 {
+		t.Errorf("%d recovery lines after the quiet period, want 1", got)
+	}
+	if s.ex.count.Load() != 100 {
+		t.Errorf("counted %d failures, want 100", s.ex.count.Load())
+	}
+	// A new failure starts a new episode.
+	s.exhaust(r, "dial", syscall.EMFILE)
+	if got := logs.count("out of resources"); got != 2 {
+		t.Errorf("%d 'out of resources' lines after a second episode began, want 2", got)
 	}
 }

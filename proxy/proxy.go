@@ -89,6 +89,8 @@ type Proxy struct {
 	// exhausted is made by Serve; a pointer, so that a Proxy can be
 	// copied as a template (the tunnel does) before it serves.
 	exhausted *exhaustion
+	// exhaustQuiet is exhaustion.quiet (tests shorten it).
+	exhaustQuiet time.Duration
 }
 
 func (p *Proxy) dialTimeout() time.Duration {
@@ -178,7 +180,7 @@ func (p *Proxy) Serve(ctx context.Context, lns []net.Listener) error {
 		return fmt.Errorf("serve: %d listeners for %d routes", len(lns), len(p.Routes))
 	}
 	if p.exhausted == nil {
-		p.exhausted = new(exhaustion)
+		p.exhausted = &exhaustion{quiet: p.exhaustQuiet}
 	}
 	s := &server{
 		p:     p,

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -354,7 +355,13 @@ func scrape(t *testing.T, m *admin.Metrics) (conns float64, bytes [2]float64) {
 	t.Helper()
 	rec := httptest.NewRecorder()
 	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	sc := bufio.NewScanner(rec.Body)
+	return scrapeText(rec.Body)
+}
+
+// scrapeText reads connections ended and bytes forwarded per direction
+// from a Prometheus text page.
+func scrapeText(page io.Reader) (conns float64, bytes [2]float64) {
+	sc := bufio.NewScanner(page)
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
 		line := sc.Text()

@@ -129,13 +129,7 @@ var stormKindNames = [stormKinds]string{"connect and close", "plain HTTP", "Clie
 
 func runStorm(t *testing.T, cfg stormConfig) *stormOutcome {
 	o := &stormOutcome{cfg: cfg}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "ccproxy")
-	build := exec.Command("go", "build", "-trimpath", "-o", bin, "github.com/ccproxy-dev/ccproxy/cmd/ccproxy")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building ccproxy: %v\n%s", err, out)
-	}
+	bin := buildCCProxy(t)
 	hello := clientHello(t)
 
 	// The storm's upstream: it reads the ClientHello, then fails as the
@@ -187,25 +181,13 @@ func runStorm(t *testing.T, cfg stormConfig) *stormOutcome {
 		"--trace-file", os.DevNull,
 		"--log-level", "warn",
 	}
-	relay := exec.Command(bin, args...)
-	relay.Dir = dir
-	relay.Env = os.Environ()
+	var env []string
 	if cfg.memLimit != "off" {
-		relay.Env = append(relay.Env, "GOMEMLIMIT="+cfg.memLimit)
+		env = append(env, "GOMEMLIMIT="+cfg.memLimit)
 	}
-	var relayLog syncBuffer
-	relay.Stdout, relay.Stderr = &relayLog, &relayLog
-	if err := relay.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		relay.Process.Signal(syscall.SIGTERM)
-		relay.Wait()
-	}()
-	pid := relay.Process.Pid
-	if err := waitDial(healthyAddr, 10*time.Second); err != nil {
-		t.Fatalf("relay not up: %v\n%s", err, relayLog.String())
-	}
+	relay := startRelay(t, bin, args, env, func() error { return waitDial(healthyAddr, 0) })
+	defer relay.stop()
+	pid, relayLog := relay.pid, &relay.log
 	time.Sleep(time.Second)
 	o.base = sample(pid, 0)
 	o.baseFD, o.baseThr = o.base.fds, o.base.threads
@@ -630,6 +612,57 @@ func (o *stormOutcome) markdown() string {
 		fmt.Fprintf(&b, "| %s | %.1f | %.1f | %.1f | %d | %d |\n", s.at.Round(time.Second), mib(s.rss), mib(s.anon), mib(s.file), s.threads, s.fds)
 	}
 	return b.String()
+}
+
+// buildCCProxy builds the ccproxy binary as the image does.
+func buildCCProxy(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "ccproxy")
+	build := exec.Command("go", "build", "-trimpath", "-o", bin, "github.com/ccproxy-dev/ccproxy/cmd/ccproxy")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building ccproxy: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// relayProc is a ccproxy binary running as the relay under test.
+type relayProc struct {
+	cmd *exec.Cmd
+	pid int
+	log syncBuffer
+}
+
+// startRelay runs bin with args (and env added to this process's) and
+// waits (10 s at most) until ready says it is up.
+func startRelay(t *testing.T, bin string, args, env []string, ready func() error) *relayProc {
+	t.Helper()
+	r := &relayProc{cmd: exec.Command(bin, args...)}
+	r.cmd.Dir = filepath.Dir(bin)
+	r.cmd.Env = append(os.Environ(), env...)
+	r.cmd.Stdout, r.cmd.Stderr = &r.log, &r.log
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r.pid = r.cmd.Process.Pid
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := ready()
+		if err == nil {
+			return r
+		}
+		if time.Now().After(deadline) {
+			r.stop()
+			t.Fatalf("relay not up: %v\n%s", err, r.log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop ends the relay as the kubelet does (SIGTERM) and waits for it.
+func (r *relayProc) stop() error {
+	r.cmd.Process.Signal(syscall.SIGTERM)
+	return r.cmd.Wait()
 }
 
 // writeSection replaces the section of path that starts with heading (up
