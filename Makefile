@@ -51,11 +51,12 @@ fuzz-smoke:
 bench:
 	bash bench/run.sh
 
-# 10,000 concurrent relayed connections (CCPROXY_SOAK_* tune it), then a
-# minute's storm of failing handshakes against the ccproxy binary with a
-# healthy client alongside (CCPROXY_STORM_* tune it) → bench/soak/RESULTS.md
+# 10,000 concurrent relayed connections (CCPROXY_SOAK_* tune it) in one
+# process, then through the ccproxy binary, then a minute's storm of failing
+# handshakes against the binary with a healthy client alongside
+# (CCPROXY_STORM_* tune it) → bench/soak/RESULTS.md
 soak:
-	CCPROXY_SOAK_RESULTS=$(CURDIR)/bench/soak/RESULTS.md $(GO) test -count=1 -timeout 30m -run '^(TestSoak|TestStorm)$$' -tags soak -v ./bench/soak/
+	CCPROXY_SOAK_RESULTS=$(CURDIR)/bench/soak/RESULTS.md $(GO) test -count=1 -timeout 40m -run '^(TestSoak|TestSoakBinary|TestStorm)$$' -tags soak -v ./bench/soak/
 
 image:
 	bash scripts/image.sh

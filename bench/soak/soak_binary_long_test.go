@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -26,10 +27,10 @@ import (
 // set time. This process is the clients and the checking upstream.
 //
 // In TestSoak one process holds every end of a connection (eight
-// descriptors at worst); here the relay holds only its own two per
-// connection plus its event loops' pipes (at most 256 per loop), and this
-// process the client's and the upstream's, so the same hard limit holds
-// about four times the connections.
+// descriptors at worst); here the relay holds only its own (two sockets,
+// four while a connection hands over to the event loop, and its loops'
+// pipes, at most 256 per loop), and this process the client's and the
+// upstream's, so the same hard limit holds about twice the connections.
 //
 // It passes with zero loss, the relay's metrics equal to the bytes on the
 // wire, and the relay's descriptors back to where they started.
@@ -70,6 +71,10 @@ func relayReserveFDs() int {
 	return min(runtime.NumCPU(), 4)*256*2 + 128
 }
 
+// relayFDsPerConnTimes2 is twice the descriptors the relay is sized for
+// per connection (4: see runSoakBinary).
+const relayFDsPerConnTimes2 = 8
+
 type binSoakConfig struct {
 	requested int
 	duration  time.Duration
@@ -89,8 +94,11 @@ type binSoakOutcome struct {
 	refused          float64
 	base, peak, end  memSample
 	baseSockets      int
+	midKinds         map[string]int // the relay's descriptors by kind, halfway through
 	endSockets       int
 	peakFD, peakThr  int
+	peakFDAt         time.Duration
+	peakKinds        map[string]int // the relay's descriptors by kind when they first passed 90% of the limit
 	settle           time.Duration
 	relayLog         string
 	problems         []string
@@ -110,15 +118,22 @@ func runSoakBinary(t *testing.T, cfg binSoakConfig) *binSoakOutcome {
 		t.Fatal(err)
 	}
 	fitHere := (int(o.fdSoft) - reserveFDs) / 2
-	// The relay (it raises its soft limit to the hard one): two per
-	// connection it holds, and a twentieth more connections than workers,
-	// for those the relay still closes while their worker dials the next.
-	o.maxConns = (int(o.fdHard) - relayReserveFDs()) / 2
+	// The relay (it raises its soft limit to the hard one): two sockets per
+	// connection it holds, and their two duplicates while one direction is
+	// in the event loop and the other not yet. This test's traffic keeps
+	// many connections so (a request-response connection's upload is in
+	// the loop while its reply's direction waits for its first byte on its
+	// goroutine), and under the ramp's load more of them at once: sized
+	// for 2.5 per connection, the relay ran out at 4.7 sockets per open
+	// connection two seconds into the ramp. So the worst case, 4; and a
+	// twentieth more connections than workers, for those the relay still
+	// closes while their worker dials the next.
+	o.maxConns = (int(o.fdHard) - relayReserveFDs()) * 2 / relayFDsPerConnTimes2
 	o.workers = min(cfg.requested, fitHere, o.maxConns*19/20)
 	if o.workers < cfg.requested {
 		o.requestedLimited = true
-		t.Logf("RLIMIT_NOFILE hard limit %d: %d connections need %d descriptors in the relay and %d here; running %d (relay --max-connections %d)",
-			o.fdHard, cfg.requested, 2*cfg.requested+relayReserveFDs(), 2*cfg.requested+reserveFDs, o.workers, o.maxConns)
+		t.Logf("RLIMIT_NOFILE hard limit %d: %d connections need about %d descriptors in the relay and %d here; running %d (relay --max-connections %d)",
+			o.fdHard, cfg.requested, cfg.requested*relayFDsPerConnTimes2/2+relayReserveFDs(), 2*cfg.requested+reserveFDs, o.workers, o.maxConns)
 	}
 	hello, err := soak.ClientHello()
 	if err != nil {
@@ -171,11 +186,19 @@ func runSoakBinary(t *testing.T, cfg binSoakConfig) *binSoakOutcome {
 		tick := time.NewTicker(250 * time.Millisecond)
 		defer tick.Stop()
 		for {
+			if o.midKinds == nil && time.Since(o.started) > cfg.duration/2 {
+				o.midKinds = fdKinds(relay.pid)
+			}
 			s := sample(relay.pid, time.Since(o.started))
 			if s.rss > o.peak.rss {
 				o.peak = s
 			}
-			o.peakFD = max(o.peakFD, s.fds)
+			if s.fds > o.peakFD {
+				o.peakFD, o.peakFDAt = s.fds, s.at
+			}
+			if o.peakKinds == nil && s.fds > int(o.fdHard)*9/10 {
+				o.peakKinds = fdKinds(relay.pid)
+			}
 			o.peakThr = max(o.peakThr, s.threads)
 			select {
 			case <-sampDone:
@@ -233,18 +256,43 @@ func runSoakBinary(t *testing.T, cfg binSoakConfig) *binSoakOutcome {
 
 // socketFDs counts the sockets among pid's descriptors.
 func socketFDs(pid int) int {
+	k := fdKinds(pid)
+	if k == nil {
+		return -1
+	}
+	return k["socket"]
+}
+
+// fdKinds counts pid's descriptors by kind: socket, pipe, anon_inode
+// (epoll, eventfd), file.
+func fdKinds(pid int) map[string]int {
 	dir := fmt.Sprintf("/proc/%d/fd", pid)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return -1
+		return nil
 	}
-	n := 0
+	kinds := map[string]int{}
 	for _, e := range ents {
-		if target, err := os.Readlink(dir + "/" + e.Name()); err == nil && strings.HasPrefix(target, "socket:") {
-			n++
+		target, err := os.Readlink(dir + "/" + e.Name())
+		if err != nil {
+			continue
 		}
+		kind, _, ok := strings.Cut(target, ":")
+		if !ok || strings.HasPrefix(target, "/") {
+			kind = "file"
+		}
+		kinds[kind]++
 	}
-	return n
+	return kinds
+}
+
+func formatKinds(m map[string]int) string {
+	kinds := make([]string, 0, len(m))
+	for k, n := range m {
+		kinds = append(kinds, fmt.Sprintf("%s %d", k, n))
+	}
+	slices.Sort(kinds)
+	return strings.Join(kinds, ", ")
 }
 
 // httpOK is nil when url answers 200.
@@ -335,6 +383,14 @@ func (o *binSoakOutcome) summary() string {
 	fmt.Fprintf(&b, "relay process: sockets %d before, %d after %s; descriptors %d before, peak %d (%.2f per open connection), %d after (hard limit %d, --max-connections %d); threads %d before, peak %d; RSS %.1f MiB before, peak %.1f MiB, %.1f MiB after\n",
 		o.baseSockets, o.endSockets, o.settle.Round(time.Millisecond), o.base.fds, o.peakFD, perConn, o.end.fds, o.fdHard, o.maxConns,
 		o.base.threads, o.peakThr, mib(o.base.rss), mib(o.peak.rss), mib(o.end.rss))
+	fmt.Fprintf(&b, "relay descriptors: peak at %s of the load", o.peakFDAt.Round(100*time.Millisecond))
+	if o.peakKinds != nil {
+		fmt.Fprintf(&b, "; past 90%% of the limit: %s", formatKinds(o.peakKinds))
+	}
+	if o.midKinds != nil {
+		fmt.Fprintf(&b, "; halfway: %s", formatKinds(o.midKinds))
+	}
+	b.WriteString("\n")
 	if len(o.problems) == 0 {
 		b.WriteString("result: PASS, zero loss\n")
 	} else {
@@ -354,8 +410,8 @@ func (o *binSoakOutcome) markdown() string {
 	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
 	fmt.Fprintf(&b, "- machine: %d CPUs, Linux %s, %s; the load generator, the upstream and the relay share them\n\n", runtime.NumCPU(), strings.TrimSpace(string(kernel)), runtime.Version())
 	if o.requestedLimited {
-		fmt.Fprintf(&b, "**Concurrency limited by the machine**: %d connections were asked for. The hard RLIMIT_NOFILE here is %d per process and cannot be raised (not even as root: the container has no CAP_SYS_RESOURCE). The relay needs two descriptors per connection it holds plus %d for its event loops' pipes and its own, so its `--max-connections` is %d, and the workers a twentieth below that (%d), for the connections the relay is still closing while their workers dial the next. %d connections need %d descriptors in the relay.\n\n",
-			o.cfg.requested, o.fdHard, relayReserveFDs(), o.maxConns, o.workers, o.cfg.requested, 2*o.cfg.requested+relayReserveFDs())
+		fmt.Fprintf(&b, "**Concurrency limited by the machine**: %d connections were asked for. The hard RLIMIT_NOFILE here is %d per process and cannot be raised (not even as root: the container has no CAP_SYS_RESOURCE). The relay needs two sockets per connection it holds, and their two duplicates while one direction is in the event loop and the other still on its goroutine (this traffic's request-response connections upload in the loop while the reply's direction waits for its first byte: sized for 2.5, the relay ran out at 4.7 sockets per open connection under the ramp; sized for the worst case, 4), and %d for its event loops' pipes and its own, so its `--max-connections` is %d, and the workers a twentieth below that (%d), for the connections the relay is still closing while their workers dial the next. %d connections need about %d descriptors in the relay.\n\n",
+			o.cfg.requested, o.fdHard, relayReserveFDs(), o.maxConns, o.workers, o.cfg.requested, o.cfg.requested*relayFDsPerConnTimes2/2+relayReserveFDs())
 	}
 	b.WriteString("```\n")
 	b.WriteString(o.summary())
