@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"io"
+	"math"
 	"slices"
 	"time"
 
@@ -21,10 +22,12 @@ import (
 //
 // An OpenTelemetry span event costs about 330 bytes (its attributes are
 // 64-byte key-values); a connection collects some 16 of them during its
-// handshake and then may stay open for hours. Here each is 24 bytes (the
-// rare error texts are kept aside in msgs), and the span's copy exists
-// only for the moment between the close and the export.
+// handshake and then may stay open for hours. Here each is 16 bytes (its
+// time a microsecond offset from the first event's, the rare error texts
+// kept aside in msgs), and the span's copy exists only for the moment
+// between the close and the export.
 type timeline struct {
+	base int64 // unix nanoseconds of the first event recorded
 	evs  []tlEvent
 	msgs []string
 }
@@ -36,8 +39,11 @@ const maxTimeline = 128
 // tlEvent is a parser event (kind != 0) or the end of a relay direction
 // (kind 0).
 type tlEvent struct {
-	at      int64 // unix nanoseconds
-	offset  int64 // stream offset (parser events)
+	// at is microseconds after timeline.base; an event recorded later may
+	// have happened earlier (the two directions record in lock order), so
+	// it is signed. It saturates at ±35 minutes.
+	at      int32
+	offset  uint32 // stream offset (parser events), saturating at 4 GiB
 	length  uint16
 	kind    inspect.EventKind
 	dir     uint8 // inspect.Direction for parser events, proxy.Direction for ends
@@ -47,6 +53,22 @@ type tlEvent struct {
 	// for the others, 1 + the index in msgs of its error text (that of a
 	// NotTLS or ParseError event, or of a direction's end), 0 for none.
 	aux uint16
+}
+
+// stamp is at as an offset from the timeline's base (set by the first
+// event).
+func (t *timeline) stamp(at time.Time) int32 {
+	ns := at.UnixNano()
+	if len(t.evs) == 0 && t.base == 0 {
+		t.base = ns
+	}
+	us := (ns - t.base) / int64(time.Microsecond)
+	return int32(max(min(us, math.MaxInt32), math.MinInt32))
+}
+
+// time is when e happened.
+func (t *timeline) time(e *tlEvent) time.Time {
+	return time.Unix(0, t.base+int64(e.at)*int64(time.Microsecond))
 }
 
 // setMsg keeps msg as e's error text.
@@ -72,8 +94,8 @@ func (t *timeline) parserEvent(ev inspect.Event, at time.Time) {
 		t.evs = make([]tlEvent, 0, 16)
 	}
 	e := tlEvent{
-		at:      at.UnixNano(),
-		offset:  ev.Offset,
+		at:      t.stamp(at),
+		offset:  uint32(max(min(ev.Offset, math.MaxUint32), 0)),
 		length:  ev.Record.Length,
 		kind:    ev.Kind,
 		dir:     uint8(ev.Dir),
@@ -94,7 +116,7 @@ func (t *timeline) ended(dir proxy.Direction, err error, at time.Time) {
 	if len(t.evs) >= maxTimeline {
 		return
 	}
-	e := tlEvent{at: at.UnixNano(), dir: uint8(dir)}
+	e := tlEvent{at: t.stamp(at), dir: uint8(dir)}
 	if err != nil && !errors.Is(err, io.EOF) {
 		t.setMsg(&e, err.Error())
 	}
@@ -122,7 +144,7 @@ func (t *timeline) flush(span oteltrace.Span) {
 	slices.SortStableFunc(t.evs, func(a, b tlEvent) int { return cmp.Compare(a.at, b.at) })
 	for i := range t.evs {
 		e := &t.evs[i]
-		at := oteltrace.WithTimestamp(time.Unix(0, e.at))
+		at := oteltrace.WithTimestamp(t.time(e))
 		if e.kind == 0 {
 			attrs := []attribute.KeyValue{trace.Direction.String(proxy.Direction(e.dir).String())}
 			if msg := t.msg(e); msg != "" {
@@ -133,7 +155,7 @@ func (t *timeline) flush(span oteltrace.Span) {
 		}
 		attrs := []attribute.KeyValue{
 			trace.Direction.String(inspect.Direction(e.dir).String()),
-			trace.StreamOffset.Int64(e.offset),
+			trace.StreamOffset.Int64(int64(e.offset)),
 			trace.RecordType.Int(int(e.recType)),
 			trace.RecordLength.Int(int(e.length)),
 		}
@@ -148,5 +170,5 @@ func (t *timeline) flush(span oteltrace.Span) {
 		}
 		span.AddEvent("tls."+e.kind.String(), at, oteltrace.WithAttributes(attrs...))
 	}
-	t.evs, t.msgs = nil, nil
+	t.evs, t.msgs, t.base = nil, nil, 0
 }

@@ -3,8 +3,10 @@ package watch
 import (
 	"context"
 	"io"
+	"math"
 	"testing"
 	"time"
+	"unsafe"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -73,4 +75,47 @@ func hsTypeOf(ev sdktrace.Event) string {
 		}
 	}
 	return ""
+}
+
+// TestTimelineStamp: event times are microsecond offsets from the first
+// event's, signed (a later record may be of an earlier chunk) and
+// saturating, and read back to the microsecond.
+func TestTimelineStamp(t *testing.T) {
+	base := time.Unix(1_700_000_000, 123_456_789)
+	for _, tc := range []struct {
+		name string
+		d    time.Duration
+		want time.Duration // read back
+	}{
+		{"later", 1500 * time.Microsecond, 1500 * time.Microsecond},
+		{"earlier", -2 * time.Millisecond, -2 * time.Millisecond},
+		{"sub-microsecond", 999 * time.Nanosecond, 0},
+		{"beyond range", 48 * time.Hour, time.Duration(math.MaxInt32) * time.Microsecond},
+		{"before range", -48 * time.Hour, time.Duration(math.MinInt32) * time.Microsecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var tl timeline
+			tl.ended(proxy.Direction(0), io.EOF, base)
+			tl.ended(proxy.Direction(1), io.EOF, base.Add(tc.d))
+			if got := tl.time(&tl.evs[0]); !got.Equal(base) {
+				t.Errorf("first event at %v, want %v", got, base)
+			}
+			if got := tl.time(&tl.evs[1]).Sub(base); got != tc.want {
+				t.Errorf("second event %v after the first, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestConnFitsItsSizeClass: every open connection holds a conn for as long
+// as it lives (10,000 of them are the relay's idle memory goal); it stays
+// within the 640-byte allocation class. A field that pushes it over costs
+// 64 bytes more per connection, not its own size.
+func TestConnFitsItsSizeClass(t *testing.T) {
+	if n := unsafe.Sizeof(conn{}); n > 640 {
+		t.Errorf("conn is %d bytes, past the 640-byte size class: group small fields, or keep rare ones behind a pointer", n)
+	}
+	if n := unsafe.Sizeof(tlEvent{}); n > 16 {
+		t.Errorf("a timeline event is %d bytes, want 16", n)
+	}
 }

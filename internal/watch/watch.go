@@ -189,25 +189,22 @@ func (w *Watcher) tracer() oteltrace.Tracer {
 // calls; the parsers are fed outside the lock (each has its own goroutine)
 // and their events take it.
 type conn struct {
-	w      *Watcher
-	ctx    context.Context
-	span   oteltrace.Span // nil until root(), at write
-	joined bool           // a child of a propagated remote parent
-	info   proxy.ConnInfo
-	run    *runs.Attempt
+	w    *Watcher
+	ctx  context.Context
+	span oteltrace.Span // nil until root(), at write
+	info proxy.ConnInfo
+	run  *runs.Attempt
 
 	c2s, s2c *inspect.Parser
 
 	mu      sync.Mutex
 	cls     inspect.Classifier
-	dialEnd int64 // unix nanoseconds, 0 until a dial succeeded
-	dialAt  int64 // unix nanoseconds the dial ended, succeeded or not
+	dialAt  int64 // unix nanoseconds the dial ended, succeeded or not (dialed)
 	hsStart int64 // unix nanoseconds, 0 until a ClientHello
 	// tl holds the root span's events until the close (see timeline); the
 	// handshake and stream child spans are made then too, from hsStart and
-	// dialEnd, so an idle connection holds no open span but its root.
+	// dialAt, so an idle connection holds no open span but its root.
 	tl        timeline
-	inspected uint8        // directions past their inspection
 	certCheck chan checked // TLS 1.2: the running evidence check
 	// helloWait, made when a certificate comes before the relay has
 	// observed the ClientHello, is closed once it has, or once the client
@@ -217,13 +214,17 @@ type conn struct {
 	// (or in info and the classifier's facts) and set at the close
 	// (openAttrs): the SDK span would hold each as a 64-byte key-value
 	// in a grown slice for as long as the connection stays open.
-	hello     *inspect.ClientHello // the first one seen: its attributes
-	dialTook  time.Duration
-	dialed    bool
-	dialErr   error
-	dialPeer  string
-	certOIDs  []string // TLS 1.2: the seen certificate's extensions
-	issuerObs bool
+	hello    *inspect.ClientHello // the first one seen: its attributes
+	dialTook time.Duration
+	dialPeer string
+	certOIDs []string // TLS 1.2: the seen certificate's extensions
+
+	// Flags together: each alone would take a word. (An open connection
+	// holds this struct for as long as it lives; 640 bytes is a size class.)
+	joined    bool  // a child of a propagated remote parent
+	dialed    bool  // the dial ended, succeeded or not
+	issuerObs bool  // the issuer's first byte went to the metrics
+	inspected uint8 // directions past their inspection
 
 	// chunkAt[dir] is when the chunk being parsed in dir passed the relay:
 	// its events happened then, not when the parser got to them.
@@ -239,10 +240,7 @@ func (o *conn) Dialed(up net.Conn, err error, took time.Duration) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.cls.Dialed(err)
-	o.dialed, o.dialTook, o.dialErr, o.dialPeer = true, took, err, peer
-	if err == nil {
-		o.dialEnd = end.UnixNano()
-	}
+	o.dialed, o.dialTook, o.dialPeer = true, took, peer // the error is the classifier's
 	o.dialAt = end.UnixNano()
 }
 
@@ -277,6 +275,9 @@ func (o *conn) Inspecting(dir proxy.Direction) bool {
 		// The client is past its handshake: keep what the root span and
 		// a probe need of its hello, not the whole of it.
 		o.hello = o.cls.CompactHello()
+	}
+	if !more && dir == proxy.UpstreamToClient {
+		o.cls.CompactServerHello()
 	}
 	if !more {
 		o.inspected++
@@ -569,8 +570,8 @@ func (o *conn) write(st story) {
 		hs.SetAttributes(trace.FailureMode.String(string(v.Mode)))
 		hs.End(oteltrace.WithTimestamp(s.Closed))
 	}
-	if o.dialEnd != 0 {
-		_, stream := o.w.tracer().Start(o.ctx, trace.SpanRelayStream, oteltrace.WithTimestamp(time.Unix(0, o.dialEnd)))
+	if o.dialed && o.cls.DialErr() == nil {
+		_, stream := o.w.tracer().Start(o.ctx, trace.SpanRelayStream, oteltrace.WithTimestamp(time.Unix(0, o.dialAt)))
 		stream.SetAttributes(trace.BytesClientToUp.Int64(s.ClientToUpstream), trace.BytesUpToClient.Int64(s.UpstreamToClient))
 		stream.End(oteltrace.WithTimestamp(s.Closed))
 	}
@@ -597,9 +598,9 @@ func (o *conn) dialSpan() {
 	if o.dialPeer != "" {
 		dial.SetAttributes(trace.NetworkPeerAddress.String(o.dialPeer))
 	}
-	if o.dialErr != nil {
-		dial.RecordError(o.dialErr)
-		dial.SetStatus(codes.Error, o.dialErr.Error())
+	if err := o.cls.DialErr(); err != nil {
+		dial.RecordError(err)
+		dial.SetStatus(codes.Error, err.Error())
 	}
 	dial.End(oteltrace.WithTimestamp(end))
 }

@@ -32,7 +32,7 @@ type Classifier struct {
 
 	clientBytes   int64
 	hello         *ClientHello
-	helloAt       time.Time
+	helloAt       instant
 	clientNotTLS  *NotTLSError
 	clientParse   error
 	clientAlert   *Alert
@@ -40,9 +40,9 @@ type Classifier struct {
 	clientEnc     int // protected records from the client after the server's hello
 	clientFirstEn int // length of the first of them
 	clientEnded   error
-	clientEndAt   time.Time
+	clientEndAt   instant
 
-	upFirstAt  time.Time
+	upFirstAt  instant
 	upNotTLS   *NotTLSError
 	upParse    error
 	upAlert    *Alert // plaintext alert from the upstream
@@ -52,15 +52,36 @@ type Classifier struct {
 	upEnc      int
 	certs      [][]byte
 	upEnded    error
-	upEndAt    time.Time
+	upEndAt    instant
 	lastAlert  *Alert
 
 	unanswered    string // the client's request the upstream ended the connection under
 	unansweredEnd error
 }
 
+// instant is a time as Unix nanoseconds, 0 for none: 8 bytes where a
+// time.Time takes 24, in a struct every open connection holds. The
+// relay's times are wall-clock readings of when a chunk passed (no
+// monotonic part), so nothing is lost.
+type instant int64
+
+func instantOf(t time.Time) instant {
+	if t.IsZero() {
+		return 0
+	}
+	return instant(t.UnixNano())
+}
+
+func (i instant) IsZero() bool                { return i == 0 }
+func (i instant) Before(j instant) bool       { return i < j }
+func (i instant) Sub(j instant) time.Duration { return time.Duration(i - j) }
+
 // Dialed records the upstream dial's outcome.
 func (c *Classifier) Dialed(err error) { c.dialed, c.dialErr = true, err }
+
+// DialErr is the upstream dial's error, nil before Dialed or when it
+// succeeded.
+func (c *Classifier) DialErr() error { return c.dialErr }
 
 // Data records that n bytes passed in dir at the given time. Call it for
 // every chunk, before Observe for the events that chunk produced.
@@ -70,7 +91,7 @@ func (c *Classifier) Data(dir Direction, n int, at time.Time) {
 		return
 	}
 	if c.upFirstAt.IsZero() && n > 0 {
-		c.upFirstAt = at
+		c.upFirstAt = instantOf(at)
 	}
 }
 
@@ -80,7 +101,7 @@ func (c *Classifier) Observe(ev Event, at time.Time) {
 	switch ev.Kind {
 	case KindClientHello:
 		if client && c.hello == nil {
-			c.hello, c.helloAt = ev.ClientHello, at
+			c.hello, c.helloAt = ev.ClientHello, instantOf(at)
 		}
 	case KindServerHello:
 		if !client && c.serverHi == nil {
@@ -147,12 +168,12 @@ func (c *Classifier) Ended(dir Direction, err error, at time.Time) {
 	}
 	if dir == ClientToServer {
 		if c.clientEnded == nil {
-			c.clientEnded, c.clientEndAt = err, at
+			c.clientEnded, c.clientEndAt = err, instantOf(at)
 		}
 		return
 	}
 	if c.upEnded == nil {
-		c.upEnded, c.upEndAt = err, at
+		c.upEnded, c.upEndAt = err, instantOf(at)
 	}
 }
 
@@ -212,6 +233,10 @@ func (c *Classifier) CompactHello() *ClientHello {
 	c.hello = c.hello.Compact()
 	return c.hello
 }
+
+// CompactServerHello keeps only the compact form of the ServerHello
+// (ServerHello.Compact) once the upstream's side of the handshake is over.
+func (c *Classifier) CompactServerHello() { c.serverHi = c.serverHi.Compact() }
 
 // HelloDone reports whether a complete ClientHello passed.
 func (c *Classifier) HelloDone() bool { return c.hello != nil }
@@ -433,7 +458,7 @@ func (c *Classifier) waitedSinceHello() time.Duration {
 		end = c.upEndAt
 	}
 	if end.IsZero() {
-		end = time.Now()
+		end = instantOf(time.Now())
 	}
 	return end.Sub(c.helloAt)
 }

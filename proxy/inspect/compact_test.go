@@ -30,3 +30,26 @@ func TestClientHelloCompact(t *testing.T) {
 		t.Error("a classifier without a hello has one after CompactHello")
 	}
 }
+
+func TestServerHelloCompact(t *testing.T) {
+	full := &ServerHello{
+		LegacyVersion: 0x0303, Version: 0x0304, Random: [32]byte{1}, SessionID: make([]byte, 32),
+		CipherSuite: 0x1301, Extensions: []uint16{43, 51}, ALPN: "h2", KeyShareGroup: 29, IsHelloRetryRequest: true,
+	}
+	c := full.Compact()
+	want := *full
+	want.Random, want.SessionID, want.Extensions = [32]byte{}, nil, nil
+	if c == full || c.LegacyVersion != want.LegacyVersion || c.Version != want.Version || c.CipherSuite != want.CipherSuite ||
+		c.ALPN != want.ALPN || c.KeyShareGroup != want.KeyShareGroup || c.IsHelloRetryRequest != want.IsHelloRetryRequest ||
+		c.Random != want.Random || c.SessionID != nil || c.Extensions != nil {
+		t.Errorf("compact %+v, want %+v", c, want)
+	}
+	if (*ServerHello)(nil).Compact() != nil {
+		t.Error("a nil hello compacts to non-nil")
+	}
+	cls := Classifier{serverHi: full}
+	cls.CompactServerHello()
+	if f := cls.Facts(); f.ServerHello == full || f.Version != 0x0304 || f.ServerHello.CipherSuite != 0x1301 {
+		t.Errorf("facts after CompactServerHello: %+v", f)
+	}
+}

@@ -122,6 +122,25 @@ type ServerHello struct {
 	IsHelloRetryRequest bool
 }
 
+// Compact returns a copy without what is of no use once the handshake is
+// over (random, session ID, extension list), for a connection that may
+// stay open for hours: the versions, the cipher suite, ALPN, the key
+// share group and whether it was a HelloRetryRequest stay.
+func (s *ServerHello) Compact() *ServerHello {
+	if s == nil {
+		return nil
+	}
+	return &ServerHello{
+		LegacyVersion:       s.LegacyVersion,
+		Version:             s.Version,
+		CipherSuite:         s.CipherSuite,
+		CompressionMethod:   s.CompressionMethod,
+		ALPN:                s.ALPN,
+		KeyShareGroup:       s.KeyShareGroup,
+		IsHelloRetryRequest: s.IsHelloRetryRequest,
+	}
+}
+
 // isGREASE reports whether v is one of the reserved GREASE values 0x?A?A
 // (RFC 8701) that clients sprinkle into lists.
 func isGREASE(v uint16) bool { return v&0x0f0f == 0x0a0a && v>>8 == v&0xff }
