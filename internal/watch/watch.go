@@ -288,9 +288,11 @@ func (o *conn) Inspecting(dir proxy.Direction) bool {
 	o.mu.Unlock()
 	if !more {
 		if dir == proxy.ClientToUpstream {
+			o.c2s.Release()
 			o.c2s = nil
 			o.run.Established() // past its handshake: no retry follows it
 		} else {
+			o.s2c.Release()
 			o.s2c = nil
 		}
 	}
@@ -464,6 +466,13 @@ func (o *conn) Ended(dir proxy.Direction, err error, at time.Time) {
 }
 
 func (o *conn) Closed(s proxy.Stats) {
+	// Both directions ended: no parser is written again.
+	for _, p := range []*inspect.Parser{o.c2s, o.s2c} {
+		if p != nil {
+			p.Release()
+		}
+	}
+	o.c2s, o.s2c = nil, nil
 	o.mu.Lock()
 	wire := o.cls.Verdict()
 	if !o.info.Route.Inspect {
@@ -536,6 +545,14 @@ func (o *conn) write(st story) {
 	span := o.root()
 	s, facts, v := st.stats, st.facts, st.v
 	end := st.end
+	if !span.IsRecording() {
+		// Tracing off (the default): no child span, attribute or event
+		// is made only to be dropped; the log line stays.
+		o.tl = timeline{}
+		trace.EndConnection(span, trace.Outcome{Mode: string(v.Mode), End: end})
+		o.logLine(v, s)
+		return
+	}
 	if o.dialed {
 		o.dialSpan()
 	}
@@ -560,7 +577,7 @@ func (o *conn) write(st story) {
 		span.SetAttributes(trace.TLSProtocolVersion.String(inspect.VersionName(facts.Version)))
 	}
 	if facts.ServerHello != nil {
-		span.SetAttributes(trace.TLSCipherSuite.String(tls.CipherSuiteName(facts.ServerHello.CipherSuite)))
+		span.SetAttributes(trace.TLSCipherSuite.String(cipherSuiteName(facts.ServerHello.CipherSuite)))
 	}
 	if facts.Alert != nil {
 		span.SetAttributes(trace.TLSAlertDescription.Int(int(facts.Alert.Description)))
@@ -583,6 +600,11 @@ func (o *conn) write(st story) {
 		UpstreamToClient: s.UpstreamToClient,
 		End:              end,
 	})
+	o.logLine(v, s)
+}
+
+// logLine is the connection's log line.
+func (o *conn) logLine(v verdict.Finding, s proxy.Stats) {
 	o.w.cfg.Logger.Info("connection",
 		"client", addrString(o.info.Client), "upstream", o.info.Route.Upstream,
 		"failure_mode", string(v.Mode), "detail", v.Detail, "attempt", o.run.Number(),
@@ -665,3 +687,20 @@ func addrString(a net.Addr) string {
 	}
 	return a.String()
 }
+
+// cipherSuiteName is tls.CipherSuiteName without its cost: that builds
+// the list of every suite on each call, once per traced connection.
+func cipherSuiteName(id uint16) string {
+	if name, ok := cipherSuiteNames()[id]; ok {
+		return name
+	}
+	return tls.CipherSuiteName(id) // its 0x%04X form
+}
+
+var cipherSuiteNames = sync.OnceValue(func() map[uint16]string {
+	m := map[uint16]string{}
+	for _, cs := range append(tls.CipherSuites(), tls.InsecureCipherSuites()...) {
+		m[cs.ID] = cs.Name
+	}
+	return m
+})

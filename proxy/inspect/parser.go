@@ -44,6 +44,7 @@ package inspect
 
 import (
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"golang.org/x/crypto/cryptobyte"
@@ -306,7 +307,11 @@ func (p *Parser) startRecord() {
 	default:
 		p.buffering = true
 		if cap(p.rec) < p.remaining {
-			p.rec = make([]byte, 0, p.remaining)
+			if p.remaining <= keepBuffer && p.rec == nil {
+				p.rec = (*recordBufs.Get().(*[]byte))[:0]
+			} else {
+				p.rec = make([]byte, 0, p.remaining)
+			}
 		}
 		p.rec = p.rec[:0]
 	}
@@ -425,6 +430,28 @@ func (p *Parser) handshakeRecord(body []byte) {
 // for the usual small handshake records, while one large Certificate does
 // not stay allocated for the life of a stalled connection.
 const keepBuffer = 4 << 10
+
+// recordBufs pools the buffers of keepBuffer bytes that most plaintext
+// records (a ClientHello, a ServerHello) are collected in: every
+// connection's parsers need one for the length of the handshake.
+var recordBufs = sync.Pool{New: func() any {
+	b := make([]byte, 0, keepBuffer)
+	return &b
+}}
+
+// Release hands the parser's record buffer back for other connections'
+// parsers; call it when the parser will not be written again (the relay
+// stopped inspecting its direction, or the connection ended).
+func (p *Parser) Release() {
+	if p == nil {
+		return
+	}
+	if cap(p.rec) == keepBuffer {
+		b := p.rec[:0]
+		recordBufs.Put(&b)
+	}
+	p.rec = nil
+}
 
 // reuse empties buf for reuse, or drops it when it is large.
 func reuse(buf []byte) []byte {
