@@ -188,7 +188,9 @@ func (p *Proxy) Serve(ctx context.Context, lns []net.Listener) error {
 		sem:   make(chan struct{}, p.maxConns()),
 		conns: make(map[*relay]struct{}),
 		ex:    p.exhausted,
+		wk:    newWorkers(maxIdleWorkers),
 	}
+	defer s.wk.Stop()
 	// hardCtx ends when the drain period is over: it aborts dials and tells
 	// every remaining relay to close.
 	hardCtx, hardCancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -244,6 +246,20 @@ type server struct {
 
 	mu    sync.Mutex
 	conns map[*relay]struct{}
+	wk    *workers // nil: a goroutine per function (RelayConn)
+}
+
+// maxIdleWorkers bounds the goroutines a server keeps waiting for work
+// (see workers): enough for the connections a burst starts at once.
+const maxIdleWorkers = 128
+
+// spawn runs f on one of s's workers, or on a new goroutine.
+func (s *server) spawn(f func()) {
+	if s.wk == nil {
+		go f()
+		return
+	}
+	s.wk.Go(f)
 }
 
 func (s *server) activeCount() int {
@@ -261,7 +277,7 @@ func (s *server) closeAll() {
 }
 
 func (s *server) acceptLoop(ctx context.Context, r Route, ln net.Listener) {
-	acceptLoop(ln, s.log, s.sem, &s.wg, func(c net.Conn) {
+	acceptLoop(ln, s.log, s.sem, &s.wg, s.spawn, func(c net.Conn) {
 		if s.p.OnRefused != nil {
 			s.p.OnRefused(r)
 		}
@@ -285,13 +301,16 @@ func (s *server) acceptLoop(ctx context.Context, r Route, ln net.Listener) {
 // IsExhausted) is logged once per episode by the Proxy that runs the
 // loop, not here; Accept itself logs every failure as before.
 func Accept(ln net.Listener, log *slog.Logger, limit chan struct{}, wg *sync.WaitGroup, refused func(net.Conn), handle func(c net.Conn, done func())) {
-	acceptLoop(ln, log, limit, wg, refused, nil, nil, handle)
+	acceptLoop(ln, log, limit, wg, nil, refused, nil, nil, handle)
 }
 
 // acceptLoop is Accept with two hooks for resource exhaustion: exhausted
 // gets every accept error IsExhausted names (and then the loop does not log
 // it itself), accepted is called after an accept succeeds following one.
-func acceptLoop(ln net.Listener, log *slog.Logger, limit chan struct{}, wg *sync.WaitGroup, refused func(net.Conn), exhausted func(error), accepted func(), handle func(c net.Conn, done func())) {
+func acceptLoop(ln net.Listener, log *slog.Logger, limit chan struct{}, wg *sync.WaitGroup, spawn func(func()), refused func(net.Conn), exhausted func(error), accepted func(), handle func(c net.Conn, done func())) {
+	if spawn == nil {
+		spawn = func(f func()) { go f() }
+	}
 	var delay time.Duration
 	var refusedN int64
 	failing := false
@@ -335,9 +354,11 @@ func acceptLoop(ln net.Listener, log *slog.Logger, limit chan struct{}, wg *sync
 			continue
 		}
 		wg.Add(1)
-		go handle(c, func() {
-			<-limit
-			wg.Done()
+		spawn(func() {
+			handle(c, func() {
+				<-limit
+				wg.Done()
+			})
 		})
 	}
 }
@@ -364,7 +385,7 @@ func (s *server) handle(ctx context.Context, r Route, client net.Conn, done func
 	s.mu.Lock()
 	s.conns[rl] = struct{}{}
 	s.mu.Unlock()
-	rl.run(ctx, s.dial(r), s.log, func() {
+	rl.run(ctx, s.dial(r), s.log, s.spawn, func() {
 		s.mu.Lock()
 		delete(s.conns, rl)
 		s.mu.Unlock()

@@ -173,13 +173,13 @@ func (r *relay) abort() {
 }
 
 // run dials the upstream and copies both directions: the client's on the
-// calling goroutine, the upstream's on a new one. It returns once the
+// calling goroutine, the upstream's on one spawn gives it. It returns once the
 // client's direction is over or has joined the event loop; done is called
 // once the connection is over: both sides closed and the observer told.
 // An idle connection past its inspection waits in the event loop with no
 // goroutine; where there is none (not Linux) it keeps the calling
 // goroutine, whose stack grew in the dial and shrinks at the next GC.
-func (r *relay) run(ctx context.Context, dial func(context.Context) (net.Conn, error), log *slog.Logger, done func()) {
+func (r *relay) run(ctx context.Context, dial func(context.Context) (net.Conn, error), log *slog.Logger, spawn func(func()), done func()) {
 	start := time.Now()
 	up, err := dial(ctx)
 	took := time.Since(start)
@@ -210,14 +210,14 @@ func (r *relay) run(ctx context.Context, dial func(context.Context) (net.Conn, e
 	if loopAvailable() && !r.inspect[0].Load() && !r.inspect[1].Load() && r.join(ClientToUpstream) {
 		// Nothing to inspect: straight to the event loop.
 		if !r.join(UpstreamToClient) {
-			go r.copyUpstreamToClient()
+			spawn(r.copyUpstreamToClient)
 		}
 		return
 	}
 	// The client's direction runs on this goroutine (the accept's, whose
 	// stack has already grown through the dial): one goroutine fewer to
 	// start and schedule per connection.
-	go r.copyUpstreamToClient()
+	spawn(r.copyUpstreamToClient)
 	r.copyClientToUpstream()
 }
 
