@@ -3,10 +3,8 @@
 package soak_test
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"runtime"
@@ -141,24 +139,15 @@ func runSoakBinary(t *testing.T, cfg binSoakConfig) *binSoakOutcome {
 	}
 	bin := buildCCProxy(t)
 
-	upLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	up := &soak.Upstream{}
-	upDone := make(chan struct{})
-	go func() { up.Serve(upLn); close(upDone) }()
-	defer func() {
-		upLn.Close()
-		<-upDone
-	}()
+	up, upAddr, stopUp := startUpstream(t)
+	defer stopUp()
 
 	ports := []int{freePort(t), freePort(t)}
 	adminPort := freePort(t)
 	addrs := []string{fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])}
 	args := []string{
-		"--forward", addrs[0] + "=" + upLn.Addr().String(),
-		"--forward", addrs[1] + "=" + upLn.Addr().String(),
+		"--forward", addrs[0] + "=" + upAddr,
+		"--forward", addrs[1] + "=" + upAddr,
 		"--admin-listen", fmt.Sprintf("127.0.0.1:%d", adminPort),
 		"--trace-file", os.DevNull,
 		"--max-connections", strconv.Itoa(o.maxConns),
@@ -179,46 +168,22 @@ func runSoakBinary(t *testing.T, cfg binSoakConfig) *binSoakOutcome {
 	o.baseSockets = socketFDs(relay.pid)
 	o.started = time.Now()
 
-	sampDone := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		tick := time.NewTicker(250 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			if o.midKinds == nil && time.Since(o.started) > cfg.duration/2 {
-				o.midKinds = fdKinds(relay.pid)
-			}
-			s := sample(relay.pid, time.Since(o.started))
-			if s.rss > o.peak.rss {
-				o.peak = s
-			}
-			if s.fds > o.peakFD {
-				o.peakFD, o.peakFDAt = s.fds, s.at
-			}
-			if o.peakKinds == nil && s.fds > int(o.fdHard)*9/10 {
-				o.peakKinds = fdKinds(relay.pid)
-			}
-			o.peakThr = max(o.peakThr, s.threads)
-			select {
-			case <-sampDone:
-				return
-			case <-tick.C:
-			}
+	o.load = runSampled(newLoad(addrs, o.workers, cfg.duration, 5*time.Second, cfg.maxBytes, hello), func() {
+		if o.midKinds == nil && time.Since(o.started) > cfg.duration/2 {
+			o.midKinds = fdKinds(relay.pid)
 		}
-	}()
-	load := &soak.Load{
-		Addrs:    addrs,
-		Workers:  o.workers,
-		Duration: cfg.duration,
-		Ramp:     min(5*time.Second, cfg.duration/4),
-		MaxBytes: cfg.maxBytes,
-		Seed:     uint64(time.Now().UnixNano()),
-		Hello:    hello,
-	}
-	o.load = load.Run(context.Background())
-	close(sampDone)
-	<-sampled
+		s := sample(relay.pid, time.Since(o.started))
+		if s.rss > o.peak.rss {
+			o.peak = s
+		}
+		if s.fds > o.peakFD {
+			o.peakFD, o.peakFDAt = s.fds, s.at
+		}
+		if o.peakKinds == nil && s.fds > int(o.fdHard)*9/10 {
+			o.peakKinds = fdKinds(relay.pid)
+		}
+		o.peakThr = max(o.peakThr, s.threads)
+	})
 	o.finish = time.Now()
 
 	// Every connection has ended: the relay's sockets come back. (Its
@@ -333,29 +298,9 @@ func scrapeSum(url, name string) float64 {
 }
 
 func (o *binSoakOutcome) judge() {
-	if o.load.Connections == 0 {
-		o.problem("no connection completed")
-	}
-	if n := o.load.Lost(); n > 0 {
-		o.problem("client side: %d connections lost %s; first: %s", n, soak.FormatLosses(o.load.Losses), strings.Join(o.load.Samples, " | "))
-	}
-	if n := o.up.Lost(); n > 0 {
-		o.problem("upstream side: %d connections lost %s; first: %s", n, soak.FormatLosses(o.up.Losses), strings.Join(o.up.Samples, " | "))
-	}
-	if o.up.Connections != o.load.Connections {
-		o.problem("upstream verified %d connections, the clients %d", o.up.Connections, o.load.Connections)
-	}
-	if o.up.BytesIn != o.load.BytesOut || o.up.BytesOut != o.load.BytesIn {
-		o.problem("payload bytes: clients sent %d and received %d, upstream received %d and sent %d", o.load.BytesOut, o.load.BytesIn, o.up.BytesIn, o.up.BytesOut)
-	}
+	exchangeChecks(o.problem, o.load, o.up, o.relayConns, o.relayBytes)
 	if o.refused != 0 {
 		o.problem("ccproxy_connections_refused_total = %.0f below the connection limit", o.refused)
-	}
-	if int64(o.relayConns) != o.load.Connections {
-		o.problem("ccproxy_connections_total = %.0f, clients completed %d", o.relayConns, o.load.Connections)
-	}
-	if int64(o.relayBytes[0]) != o.load.WireUp || int64(o.relayBytes[1]) != o.load.WireDown {
-		o.problem("ccproxy_forwarded_bytes_total = %.0f up / %.0f down, clients sent %d / received %d", o.relayBytes[0], o.relayBytes[1], o.load.WireUp, o.load.WireDown)
 	}
 	if o.endSockets > o.baseSockets {
 		o.problem("relay sockets: %d before, %d after (descriptors %d before, peak %d, %d after)", o.baseSockets, o.endSockets, o.base.fds, o.peakFD, o.end.fds)
@@ -364,18 +309,8 @@ func (o *binSoakOutcome) judge() {
 
 func (o *binSoakOutcome) summary() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "connections: %d completed through the relay, %d concurrent workers (requested %d), peak %d open at once\n",
-		o.load.Connections, o.workers, o.cfg.requested, o.load.PeakConcurrent)
-	fmt.Fprintf(&b, "bytes: %s client→upstream, %s upstream→client payload verified by SHA-256 (%d and %d bytes on the wire)\n",
-		soak.IBytes(o.load.BytesOut), soak.IBytes(o.load.BytesIn), o.load.WireUp, o.load.WireDown)
-	secs := o.load.Duration.Seconds()
-	fmt.Fprintf(&b, "duration: %s of load (%s set), %.0f connections/s, %s/s\n",
-		o.load.Duration.Round(time.Millisecond), o.cfg.duration, float64(o.load.Connections)/secs,
-		soak.IBytes(int64(float64(o.load.BytesOut+o.load.BytesIn)/secs)))
-	fmt.Fprintf(&b, "losses: client %d %s, upstream %d %s; refused %.0f\n",
-		o.load.Lost(), soak.FormatLosses(o.load.Losses), o.up.Lost(), soak.FormatLosses(o.up.Losses), o.refused)
-	fmt.Fprintf(&b, "relay metrics: ccproxy_connections_total %.0f, ccproxy_forwarded_bytes_total %.0f up / %.0f down\n",
-		o.relayConns, o.relayBytes[0], o.relayBytes[1])
+	writeExchange(&b, o.load, o.up, o.workers, o.cfg.requested, o.cfg.duration,
+		fmt.Sprintf("refused %.0f", o.refused), o.relayConns, o.relayBytes)
 	perConn := 0.0
 	if o.load.PeakConcurrent > 0 {
 		perConn = float64(o.peakFD-o.base.fds) / float64(o.load.PeakConcurrent)
@@ -391,14 +326,7 @@ func (o *binSoakOutcome) summary() string {
 		fmt.Fprintf(&b, "; halfway: %s", formatKinds(o.midKinds))
 	}
 	b.WriteString("\n")
-	if len(o.problems) == 0 {
-		b.WriteString("result: PASS, zero loss\n")
-	} else {
-		b.WriteString("result: FAIL\n")
-		for _, p := range o.problems {
-			fmt.Fprintf(&b, "  - %s\n", p)
-		}
-	}
+	writeResult(&b, o.problems)
 	return b.String()
 }
 

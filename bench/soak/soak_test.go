@@ -136,13 +136,7 @@ func runSoak(t *testing.T, cfg config) *outcome {
 	}
 
 	// The checking upstream.
-	upLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	up := &soak.Upstream{}
-	upDone := make(chan struct{})
-	go func() { up.Serve(upLn); close(upDone) }()
+	up, upAddr, stopUp := startUpstream(t)
 
 	// The relay, wired like serveRelay in cmd/ccproxy.
 	var warn syncBuffer
@@ -158,7 +152,6 @@ func runSoak(t *testing.T, cfg config) *outcome {
 	tp.OnDrop(metrics.SpansDropped)
 	var refused atomic.Int64
 	w := watch.New(watch.Config{Tracer: tp.Tracer(), Metrics: metrics, Logger: log})
-	upAddr := upLn.Addr().String()
 	p := &proxy.Proxy{
 		Routes: []proxy.Route{
 			{Listen: "127.0.0.1:0", Upstream: upAddr, Inspect: true},
@@ -188,37 +181,12 @@ func runSoak(t *testing.T, cfg config) *outcome {
 	}
 
 	// Sample descriptors and goroutines while the load runs.
-	sampleStop := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		tick := time.NewTicker(250 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			if n, err := soak.OpenFDs(); err == nil {
-				o.peakFD = max(o.peakFD, n)
-			}
-			o.peakG = max(o.peakG, runtime.NumGoroutine())
-			select {
-			case <-sampleStop:
-				return
-			case <-tick.C:
-			}
+	o.load = runSampled(newLoad(addrs, cfg.workers, cfg.duration, 2*time.Second, cfg.maxBytes, hello), func() {
+		if n, err := soak.OpenFDs(); err == nil {
+			o.peakFD = max(o.peakFD, n)
 		}
-	}()
-
-	load := &soak.Load{
-		Addrs:    addrs,
-		Workers:  cfg.workers,
-		Duration: cfg.duration,
-		Ramp:     min(2*time.Second, cfg.duration/4),
-		MaxBytes: cfg.maxBytes,
-		Seed:     uint64(time.Now().UnixNano()),
-		Hello:    hello,
-	}
-	o.load = load.Run(context.Background())
-	close(sampleStop)
-	<-sampled
+		o.peakG = max(o.peakG, runtime.NumGoroutine())
+	})
 
 	// Stop the relay: every connection has ended, so the drain is instant.
 	stopRelay()
@@ -230,8 +198,7 @@ func runSoak(t *testing.T, cfg config) *outcome {
 	case <-time.After(time.Minute):
 		o.problem("relay did not return within a minute of the load's end: connections still open")
 	}
-	upLn.Close()
-	<-upDone
+	stopUp()
 	up.Wait()
 	o.up = up.Report()
 	o.refused = refused.Load()
@@ -269,30 +236,9 @@ func runSoak(t *testing.T, cfg config) *outcome {
 
 // judge records every way the run fell short.
 func (o *outcome) judge() {
-	if o.load.Connections == 0 {
-		o.problem("no connection completed")
-	}
-	if n := o.load.Lost(); n > 0 {
-		o.problem("client side: %d connections lost %s; first: %s", n, soak.FormatLosses(o.load.Losses), strings.Join(o.load.Samples, " | "))
-	}
-	if n := o.up.Lost(); n > 0 {
-		o.problem("upstream side: %d connections lost %s; first: %s", n, soak.FormatLosses(o.up.Losses), strings.Join(o.up.Samples, " | "))
-	}
-	if o.up.Connections != o.load.Connections {
-		o.problem("upstream verified %d connections, the clients %d", o.up.Connections, o.load.Connections)
-	}
-	if o.up.BytesIn != o.load.BytesOut || o.up.BytesOut != o.load.BytesIn {
-		o.problem("payload bytes: clients sent %d and received %d, upstream received %d and sent %d", o.load.BytesOut, o.load.BytesIn, o.up.BytesIn, o.up.BytesOut)
-	}
+	exchangeChecks(o.problem, o.load, o.up, o.relayConns, o.relayBytes)
 	if o.refused > 0 {
 		o.problem("the relay refused %d connections below its connection limit", o.refused)
-	}
-	// The relay's own accounting must match the bytes on the wire exactly.
-	if int64(o.relayConns) != o.load.Connections {
-		o.problem("ccproxy_connections_total = %.0f, clients completed %d", o.relayConns, o.load.Connections)
-	}
-	if int64(o.relayBytes[0]) != o.load.WireUp || int64(o.relayBytes[1]) != o.load.WireDown {
-		o.problem("ccproxy_forwarded_bytes_total = %.0f up / %.0f down, clients sent %d / received %d", o.relayBytes[0], o.relayBytes[1], o.load.WireUp, o.load.WireDown)
 	}
 	if o.endG > o.baseG+2 {
 		o.problem("goroutines: %d before, %d after (peak %d)", o.baseG, o.endG, o.peakG)
@@ -302,34 +248,132 @@ func (o *outcome) judge() {
 	}
 }
 
+// startUpstream serves a checking upstream on a loopback port; stop closes
+// its listener and waits for its accept loop (not for its connections:
+// up.Wait does).
+func startUpstream(t *testing.T) (up *soak.Upstream, addr string, stop func()) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up = &soak.Upstream{}
+	done := make(chan struct{})
+	go func() { up.Serve(ln); close(done) }()
+	return up, ln.Addr().String(), func() {
+		ln.Close()
+		<-done
+	}
+}
+
+// newLoad is a soak's load: workers connections at once on addrs for
+// duration, started over ramp (at most a quarter of the duration), every
+// other one opening with hello.
+func newLoad(addrs []string, workers int, duration, ramp time.Duration, maxBytes int64, hello []byte) *soak.Load {
+	return &soak.Load{
+		Addrs:    addrs,
+		Workers:  workers,
+		Duration: duration,
+		Ramp:     min(ramp, duration/4),
+		MaxBytes: maxBytes,
+		Seed:     uint64(time.Now().UnixNano()),
+		Hello:    hello,
+	}
+}
+
+// runSampled runs load, calling sample every 250 ms from another
+// goroutine while it runs (and once before), and returns its report once
+// the sampling has stopped.
+func runSampled(load *soak.Load, sample func()) soak.Report {
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			sample()
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	rep := load.Run(context.Background())
+	close(stop)
+	<-stopped
+	return rep
+}
+
+// exchangeChecks are what every soak checks of what crossed the relay: no
+// loss on either side, both sides agreeing, and the relay's own accounting
+// equal to the bytes on the wire.
+func exchangeChecks(problem func(string, ...any), load soak.Report, up soak.SideReport, relayConns float64, relayBytes [2]float64) {
+	if load.Connections == 0 {
+		problem("no connection completed")
+	}
+	if n := load.Lost(); n > 0 {
+		problem("client side: %d connections lost %s; first: %s", n, soak.FormatLosses(load.Losses), strings.Join(load.Samples, " | "))
+	}
+	if n := up.Lost(); n > 0 {
+		problem("upstream side: %d connections lost %s; first: %s", n, soak.FormatLosses(up.Losses), strings.Join(up.Samples, " | "))
+	}
+	if up.Connections != load.Connections {
+		problem("upstream verified %d connections, the clients %d", up.Connections, load.Connections)
+	}
+	if up.BytesIn != load.BytesOut || up.BytesOut != load.BytesIn {
+		problem("payload bytes: clients sent %d and received %d, upstream received %d and sent %d", load.BytesOut, load.BytesIn, up.BytesIn, up.BytesOut)
+	}
+	if int64(relayConns) != load.Connections {
+		problem("ccproxy_connections_total = %.0f, clients completed %d", relayConns, load.Connections)
+	}
+	if int64(relayBytes[0]) != load.WireUp || int64(relayBytes[1]) != load.WireDown {
+		problem("ccproxy_forwarded_bytes_total = %.0f up / %.0f down, clients sent %d / received %d", relayBytes[0], relayBytes[1], load.WireUp, load.WireDown)
+	}
+}
+
+// writeExchange writes the lines every soak's summary opens with: what
+// completed, what was verified, at what rate, what was lost (and what
+// else, after the losses), and what the relay counted.
+func writeExchange(b *strings.Builder, load soak.Report, up soak.SideReport, workers, requested int, set time.Duration, lossesMore string, relayConns float64, relayBytes [2]float64) {
+	fmt.Fprintf(b, "connections: %d completed through the relay, %d concurrent workers (requested %d), peak %d open at once\n",
+		load.Connections, workers, requested, load.PeakConcurrent)
+	fmt.Fprintf(b, "bytes: %s client→upstream, %s upstream→client payload verified by SHA-256 (%d and %d bytes on the wire)\n",
+		soak.IBytes(load.BytesOut), soak.IBytes(load.BytesIn), load.WireUp, load.WireDown)
+	secs := load.Duration.Seconds()
+	fmt.Fprintf(b, "duration: %s of load (%s set), %.0f connections/s, %s/s\n",
+		load.Duration.Round(time.Millisecond), set, float64(load.Connections)/secs,
+		soak.IBytes(int64(float64(load.BytesOut+load.BytesIn)/secs)))
+	fmt.Fprintf(b, "losses: client %d %s, upstream %d %s; %s\n",
+		load.Lost(), soak.FormatLosses(load.Losses), up.Lost(), soak.FormatLosses(up.Losses), lossesMore)
+	fmt.Fprintf(b, "relay metrics: ccproxy_connections_total %.0f, ccproxy_forwarded_bytes_total %.0f up / %.0f down\n",
+		relayConns, relayBytes[0], relayBytes[1])
+}
+
+// writeResult is a summary's last line, and each problem under it.
+func writeResult(b *strings.Builder, problems []string) {
+	if len(problems) == 0 {
+		b.WriteString("result: PASS, zero loss\n")
+		return
+	}
+	b.WriteString("result: FAIL\n")
+	for _, p := range problems {
+		fmt.Fprintf(b, "  - %s\n", p)
+	}
+}
+
 // summary is the run in a few lines, for the test log and RESULTS.md.
 func (o *outcome) summary() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "connections: %d completed through the relay, %d concurrent workers (requested %d), peak %d open at once\n",
-		o.load.Connections, o.cfg.workers, o.requested, o.load.PeakConcurrent)
-	fmt.Fprintf(&b, "bytes: %s client→upstream, %s upstream→client payload verified by SHA-256 (%d and %d bytes on the wire)\n",
-		soak.IBytes(o.load.BytesOut), soak.IBytes(o.load.BytesIn), o.load.WireUp, o.load.WireDown)
-	fmt.Fprintf(&b, "duration: %s of load (%s set), %.0f connections/s, %s/s\n",
-		o.load.Duration.Round(time.Millisecond), o.cfg.duration, float64(o.load.Connections)/o.load.Duration.Seconds(),
-		soak.IBytes(int64(float64(o.load.BytesOut+o.load.BytesIn)/o.load.Duration.Seconds())))
-	fmt.Fprintf(&b, "losses: client %d %s, upstream %d %s; refused %d; spans dropped %d\n",
-		o.load.Lost(), soak.FormatLosses(o.load.Losses), o.up.Lost(), soak.FormatLosses(o.up.Losses), o.refused, o.spansDropped)
-	fmt.Fprintf(&b, "relay metrics: ccproxy_connections_total %.0f, ccproxy_forwarded_bytes_total %.0f up / %.0f down\n",
-		o.relayConns, o.relayBytes[0], o.relayBytes[1])
+	writeExchange(&b, o.load, o.up, o.cfg.workers, o.requested, o.cfg.duration,
+		fmt.Sprintf("refused %d; spans dropped %d", o.refused, o.spansDropped), o.relayConns, o.relayBytes)
 	perConn := 0.0
 	if o.load.PeakConcurrent > 0 {
 		perConn = float64(o.peakFD-o.baseFD) / float64(o.load.PeakConcurrent)
 	}
 	fmt.Fprintf(&b, "goroutines: %d before, peak %d, %d after; descriptors: %d before, peak %d (%.1f per open connection, all processes' ends), %d after %s (RLIMIT_NOFILE %d, hard %d)\n",
 		o.baseG, o.peakG, o.endG, o.baseFD, o.peakFD, perConn, o.endFD, o.settle.Round(time.Millisecond), o.fdSoft, o.fdHard)
-	if len(o.problems) == 0 {
-		b.WriteString("result: PASS, zero loss\n")
-	} else {
-		b.WriteString("result: FAIL\n")
-		for _, p := range o.problems {
-			fmt.Fprintf(&b, "  - %s\n", p)
-		}
-	}
+	writeResult(&b, o.problems)
 	return b.String()
 }
 
