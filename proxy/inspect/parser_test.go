@@ -845,39 +845,3 @@ func BenchmarkParserEncryptedRecords(b *testing.B) {
 		})
 	}
 }
-
-// TestReleasedBufferIsReused: a parser's record buffer, released, serves
-// the next connection's parser, and what the first parser reported does
-// not change when the second overwrites the buffer.
-func TestReleasedBufferIsReused(t *testing.T) {
-	sni := func(name string) []byte {
-		entry := append([]byte{0, byte(len(name) >> 8), byte(len(name))}, name...)
-		list := append([]byte{byte(len(entry) >> 8), byte(len(entry))}, entry...)
-		return append([]byte{0, 0, byte(len(list) >> 8), byte(len(list))}, list...)
-	}
-	hello := func(evs []Event) *ClientHello {
-		for _, ev := range evs {
-			if ev.Kind == KindClientHello {
-				return ev.ClientHello
-			}
-		}
-		return nil
-	}
-	evsA, a := feedAll(ClientToServer, Config{}, record(RecordHandshake, minimalClientHello(sni("first.example"))))
-	helloA := hello(evsA)
-	if helloA == nil || helloA.ServerName != "first.example" {
-		t.Fatalf("first parser: %+v", helloA)
-	}
-	a.Release()
-	a.Release() // twice is harmless
-	evsB, b := feedAll(ClientToServer, Config{}, record(RecordHandshake, minimalClientHello(sni("other.example"))))
-	if h := hello(evsB); h == nil || h.ServerName != "other.example" {
-		t.Fatalf("second parser: %+v", h)
-	}
-	b.Release()
-	if helloA.ServerName != "first.example" || helloA.Random != [32]byte{} || len(helloA.CipherSuites) != 1 || helloA.CipherSuites[0] != 0x1301 {
-		t.Errorf("the first hello changed after its buffer was reused: %+v", helloA)
-	}
-	var nilParser *Parser
-	nilParser.Release()
-}
